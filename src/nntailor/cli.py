@@ -1,0 +1,145 @@
+"""Command line: parse, call the Python API, print. No logic the API lacks.
+
+User errors print one line ``error: ...`` on stderr and exit 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from typer.exceptions import TyperException
+
+from nntailor.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Tailor neural networks to the hardware that runs them.",
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    _state["debug"] = debug
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write to a temporary file beside ``path`` and rename: an interrupt never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def analyze(
+    model: str = typer.Argument(..., help="zoo:NAME[?key=value&...] or path/to/file.py:factory_or_class"),
+    target: str = typer.Option("stm32l476", "--target", "-t", help="Catalog name or path to a target YAML."),
+    input_shape: str | None = typer.Option(None, "--input-shape", help="e.g. 1,3,32,32 (batch included)."),
+    bits: int = typer.Option(8, "--bits", help="Weight bit width (activations too unless --act-bits)."),
+    act_bits: int | None = typer.Option(None, "--act-bits", help="Activation bit width."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON here."),
+    strict: bool = typer.Option(False, "--strict", help="An op without a pricing rule is an error."),
+    count_like: list[str] = typer.Option(
+        [], "--count-like", help="Also count as fvcore|thop|ptflops|ptflops_aten|torchinfo|flopcounter."
+    ),
+    energy_model: str | None = typer.Option(None, "--energy-model", help="traffic (default) or opal."),
+    layers: bool = typer.Option(True, "--layers/--no-layers", help="Print the per-layer table."),
+    plan: bool = typer.Option(False, "--plan", help="Print the arena plan."),
+) -> None:
+    """What MODEL costs on a chip: MACs, bytes, energy, latency, peak SRAM, flash; fits or not."""
+    from nntailor.cost import analyze as run_analyze
+    from nntailor.models import load_model, parse_shape
+    from nntailor.report.terminal import render_analysis
+    from nntailor.targets import load as load_target
+
+    if count_like:
+        from nntailor.cost.count_like import TOOLS
+    for tool in count_like:
+        if tool not in TOOLS:
+            raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
+    tgt = load_target(target)  # a bad target fails before the model is built
+    shape = parse_shape(input_shape) if input_shape else None
+    loaded = load_model(model)
+    shape = shape or loaded.input_shape
+    if shape is None:
+        raise UserError(f"{model}: give --input-shape (e.g. 1,3,32,32); the model has no default")
+    report = run_analyze(
+        loaded.model, shape, tgt, bits=bits, act_bits=act_bits, strict=strict, name=loaded.name,
+        energy_model=energy_model, count_like=count_like,
+    )
+    result = report.to_dict()
+    console = _console()
+    render_analysis(result, console, layers=layers)
+    if plan:
+        report.arena.print_plan()
+    if json_out:
+        write_json_atomic(json_out, result)
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
+def targets() -> None:
+    """List the shipped hardware targets."""
+    from nntailor.targets import catalog, load
+
+    console = Console()
+    for name in catalog():
+        console.print(f"{name:<14} {load(name).description}")
+
+
+@app.command()
+def zoo() -> None:
+    """List the zoo models (use as zoo:NAME)."""
+    from nntailor import zoo as zoo_module
+
+    console = Console()
+    for name in zoo_module.names():
+        shape = "x".join(map(str, zoo_module.input_shape(name)))
+        console.print(f"zoo:{name:<16} input {shape}")
+
+
+def _console() -> Console:
+    # Piped output would otherwise be cut to 80 columns and the per-layer table wrapped to pieces.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = app(args=args or ["--help"], standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        return _fail(str(exc).splitlines()[0] if str(exc) else "invalid input")
+    except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        if debug:
+            raise
+        return _fail(exc.format_message().splitlines()[0])
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted")
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Energy of one layer on one target, in pJ.
+
+Two formulas, chosen by ``target.energy.model`` (or overridden per call):
+
+- ``traffic``: compute (MACs x MAC energy + other ops x op energy, Horowitz 45 nm by default) plus
+  every memory level's traffic x its energy per byte. A level's traffic is the compulsory traffic of
+  the tensors it ``stores`` (each byte once: reuse-perfect) plus ``per_mac_accesses`` operand
+  accesses per MAC (Eyeriss' register file: 4 per MAC; an MCU's SRAM and flash: 1 each, since the
+  Cortex-M kernels load every operand).
+- ``opal``: OPAL's proxy (seed 000), MACs + 100 x memory accesses (weights + input + output
+  elements), in units of one MAC's energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nntailor.cost import metrics
+from nntailor.graph.types import Layer
+from nntailor.targets.schema import OPAL_MEMORY_WEIGHT, Target, dtype_for_bits
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Bytes a layer moves: per memory level, read and written."""
+
+    reads: dict[str, float]
+    writes: dict[str, float]
+
+    def total(self, level: str) -> float:
+        return self.reads.get(level, 0.0) + self.writes.get(level, 0.0)
+
+
+def traffic(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int) -> Traffic:
+    w_bytes = metrics.weight_bytes(layer, w_bits)
+    in_elems, out_elems = metrics.act_elements(layer)
+    if layer.op == "embedding":  # only the looked-up rows are read
+        w_bytes = min(w_bytes, out_elems * w_bits // 8)
+    role_bytes = {"weights": w_bytes, "inputs": in_elems * a_bits / 8, "outputs": out_elems * a_bits / 8}
+    operand_bytes = max(w_bits, a_bits) / 8
+    reads: dict[str, float] = {}
+    writes: dict[str, float] = {}
+    for mem in target.memories:
+        reads[mem.name] = sum(role_bytes[r] for r in mem.stores if r != "outputs")
+        reads[mem.name] += mem.per_mac_accesses * mac_count * operand_bytes
+        writes[mem.name] = role_bytes["outputs"] if "outputs" in mem.stores else 0.0
+    return Traffic(reads, writes)
+
+
+def layer_energy(
+    layer: Layer,
+    target: Target,
+    w_bits: int,
+    a_bits: int,
+    *,
+    model: str | None = None,
+    mac_count: int | None = None,
+) -> dict[str, float]:
+    """Energy in pJ split into ``compute`` and one entry per memory level (``opal``: ``memory``)."""
+    dtype = dtype_for_bits(max(w_bits, a_bits))
+    mac_count = metrics.macs(layer) if mac_count is None else mac_count
+    ops = metrics.other_ops(layer)
+    model = model or target.energy.model
+    if model == "opal":
+        in_elems, out_elems = metrics.act_elements(layer)
+        unit = target.energy.mac(dtype)
+        return {
+            "compute": mac_count * unit,
+            "memory": OPAL_MEMORY_WEIGHT * (layer.params + in_elems + out_elems) * unit,
+        }
+    t = traffic(layer, target, w_bits, a_bits, mac_count)
+    parts = {"compute": mac_count * target.energy.mac(dtype) + ops * target.energy.op(dtype)}
+    for mem in target.memories:
+        parts[mem.name] = t.reads[mem.name] * mem.read_pj_per_byte + t.writes[mem.name] * mem.write_pj
+    return parts

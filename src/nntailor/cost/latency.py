@@ -1,0 +1,47 @@
+"""Latency of one layer on one target: a roofline per layer.
+
+compute cycles = MACs x cycles per MAC (by op class and data type) + other ops x cycles per op
++ the per-layer dispatch overhead; memory cycles = bytes moved / bandwidth, for each level that has
+one. The layer takes the larger of the two (it is compute- or memory-bound), divided by the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nntailor.cost import metrics
+from nntailor.cost.energy import Traffic
+from nntailor.graph.ops import ALIAS_KINDS
+from nntailor.graph.types import Layer
+from nntailor.targets.schema import Target, dtype_for_bits
+
+
+@dataclass(frozen=True)
+class Timing:
+    cycles: float
+    compute_cycles: float
+    memory_cycles: float
+    bound: str  # "compute" or "memory:<level>"
+
+    def seconds(self, target: Target) -> float:
+        return self.cycles / target.clock_hz
+
+
+def layer_timing(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int, t: Traffic) -> Timing:
+    if layer.op in ALIAS_KINDS:
+        return Timing(0.0, 0.0, 0.0, "compute")
+    dtype = dtype_for_bits(max(w_bits, a_bits))
+    compute = (
+        mac_count * target.cycles_per_mac(metrics.op_class(layer), dtype)
+        + metrics.other_ops(layer) * target.cycles_per_op(dtype)
+        + target.compute.layer_overhead_cycles
+    )
+    memory, bound_level = 0.0, ""
+    for mem in target.memories:
+        if mem.bandwidth_bytes_per_cycle:
+            cycles = t.total(mem.name) / mem.bandwidth_bytes_per_cycle
+            if cycles > memory:
+                memory, bound_level = cycles, mem.name
+    if memory > compute:
+        return Timing(memory, compute, memory, f"memory:{bound_level}")
+    return Timing(compute, compute, memory, "compute")

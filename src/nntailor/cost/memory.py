@@ -1,0 +1,49 @@
+"""Activation buffers of a graph, with TFLM-style lifetimes, fed to the greedy arena planner.
+
+Lifetimes are in operator indices, as TFLM's allocation info gives them: a graph input lives from
+op 0; an op's output from that op to the last op that reads it; graph outputs to the last op.
+View ops (reshape, flatten, getitem, dropout) own no buffer: they extend the life of the one they view.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nntailor.cost.planner import GreedyPlanner
+from nntailor.graph.ops import ALIAS_KINDS
+from nntailor.graph.types import Graph
+
+
+def plan_activations(graph: Graph, act_bits: int = 8) -> GreedyPlanner:
+    root: dict[str, str] = {}  # tensor name -> buffer that holds it
+    sizes: dict[str, int] = {}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+
+    for name, shape in zip(graph.input_names, graph.input_shapes, strict=True):
+        root[name] = name
+        sizes[name] = math.ceil(math.prod(shape) * act_bits / 8)
+        first[name] = last[name] = 0
+
+    op_index = -1
+    for layer in graph.layers:
+        sources = [root[i] for i in layer.inputs if i in root]
+        if layer.op in ALIAS_KINDS and sources:
+            root[layer.name] = sources[0]
+            continue
+        op_index += 1
+        for src in sources:
+            last[src] = max(last[src], op_index)
+        root[layer.name] = layer.name
+        sizes[layer.name] = math.ceil(layer.output_numel * act_bits / 8)
+        first[layer.name] = last[layer.name] = op_index
+
+    final = max(op_index, 0)
+    for name in graph.output_names:
+        if name in root:
+            last[root[name]] = final
+
+    planner = GreedyPlanner()
+    for name, size in sizes.items():
+        planner.add(name, size, first[name], last[name])
+    return planner.plan()

@@ -1,0 +1,260 @@
+"""``analyze``: what a model costs on a chip, per layer and in total, and whether it fits.
+
+This is the one cost model: search objectives, budgets, compression results and the HTML report all
+read their numbers from a ``Report``, never recompute them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from nntailor.cost import metrics
+from nntailor.cost.energy import layer_energy, traffic
+from nntailor.cost.latency import layer_timing
+from nntailor.cost.memory import plan_activations
+from nntailor.cost.planner import GreedyPlanner
+from nntailor.errors import UserError
+from nntailor.graph.capture import capture
+from nntailor.graph.types import Graph, Layer, Shape
+from nntailor.report.format import format_bytes
+from nntailor.targets import Target, load
+
+SUPPORTED_BITS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 16, 32})
+
+
+@dataclass
+class LayerCost:
+    name: str
+    op: str
+    target: str
+    module: str
+    input_shape: list[int]
+    output_shape: list[int]
+    macs: int
+    nz_macs: int
+    params: int
+    nz_params: int
+    other_ops: int
+    bops: int
+    weight_bytes: int
+    act_bytes: int  # activation bytes this layer reads and writes
+    flash_bytes: int
+    energy_pj: float
+    energy_breakdown_pj: dict[str, float]
+    latency_s: float
+    cycles: float
+    bound: str
+    arith_intensity: float
+    w_bits: int
+    a_bits: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    """Costs of one graph on one target. ``to_dict()`` is the JSON other tools read."""
+
+    model: str
+    target: str
+    w_bits: int
+    a_bits: int
+    layers: list[LayerCost]
+    totals: dict[str, Any]
+    fits: bool
+    violations: list[str]
+    unpriced: list[str]
+    energy_model: str
+    arena: GreedyPlanner = field(repr=False)
+    count_like: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": self.model,
+            "target": self.target,
+            "bits": {"weights": self.w_bits, "activations": self.a_bits},
+            "energy_model": self.energy_model,
+            "totals": dict(self.totals),
+            "fits": self.fits,
+            "violations": list(self.violations),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "unpriced": list(self.unpriced),
+        }
+        if self.count_like:
+            out["count_like"] = dict(self.count_like)
+        return out
+
+    def layer(self, name: str) -> LayerCost:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+def _check_bits(bits: int, what: str) -> int:
+    if bits not in SUPPORTED_BITS:
+        raise UserError(f"{what} bits must be one of {sorted(SUPPORTED_BITS)}, got {bits}")
+    return bits
+
+
+def _layer_bits(layer: Layer, w_bits: int, a_bits: int, per_layer: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    return per_layer.get(layer.name) or per_layer.get(layer.module) or (w_bits, a_bits)
+
+
+def _fits(target: Target, peak: int, flash: int) -> list[str]:
+    act_home, w_home = target.home("activations"), target.home("weights")
+    violations = []
+    if act_home is w_home:
+        need = peak + flash + target.runtime_sram_bytes + target.runtime_flash_bytes
+        if need > act_home.size_bytes:
+            violations.append(
+                f"activations {format_bytes(peak)} + weights {format_bytes(flash)} exceed "
+                f"{act_home.name} {format_bytes(act_home.size_bytes)} by {format_bytes(need - act_home.size_bytes)}"
+            )
+        return violations
+    need = peak + target.runtime_sram_bytes
+    if need > act_home.size_bytes:
+        reserve = f" (+ {format_bytes(target.runtime_sram_bytes)} runtime)" if target.runtime_sram_bytes else ""
+        violations.append(
+            f"peak SRAM {format_bytes(peak)}{reserve} exceeds {act_home.name} "
+            f"{format_bytes(act_home.size_bytes)} by {format_bytes(need - act_home.size_bytes)}"
+        )
+    need = flash + target.runtime_flash_bytes
+    if need > w_home.size_bytes:
+        reserve = f" (+ {format_bytes(target.runtime_flash_bytes)} runtime)" if target.runtime_flash_bytes else ""
+        violations.append(
+            f"weights {format_bytes(flash)}{reserve} exceed {w_home.name} "
+            f"{format_bytes(w_home.size_bytes)} by {format_bytes(need - w_home.size_bytes)}"
+        )
+    return violations
+
+
+def analyze(
+    model: nn.Module | Graph,
+    input_shape: Shape | Sequence[Shape] | None = None,
+    target: str | Target = "stm32l476",
+    *,
+    bits: int = 8,
+    act_bits: int | None = None,
+    layer_bits: Mapping[str, tuple[int, int]] | None = None,
+    energy_model: str | None = None,
+    strict: bool = False,
+    name: str | None = None,
+    count_like: Sequence[str] = (),
+) -> Report:
+    """Price ``model`` on ``target``: per-layer and total MACs, bytes, energy, latency, peak SRAM, flash.
+
+    ``bits`` is the weight width, ``act_bits`` the activation width (default: ``bits``);
+    ``layer_bits`` overrides both per layer name or module path (mixed precision).
+    ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry.
+    """
+    tgt = load(target)
+    w_bits = _check_bits(bits, "weight")
+    a_bits = _check_bits(act_bits if act_bits is not None else bits, "activation")
+    if energy_model not in (None, "traffic", "opal"):
+        raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
+    for wb, ab in (layer_bits or {}).values():
+        _check_bits(wb, "weight")
+        _check_bits(ab, "activation")
+    if isinstance(model, Graph):
+        graph = model
+    else:
+        if input_shape is None:
+            raise UserError("an input shape is needed to analyze a model, e.g. (1, 3, 32, 32)")
+        graph = capture(model, input_shape, name=name)
+
+    unpriced = [f"{layer.name} ({layer.module or 'top level'}: {layer.target})" for layer in graph.unpriced()]
+    if strict and unpriced:
+        raise UserError(f"--strict: no pricing rule for {len(unpriced)} op(s): {'; '.join(unpriced)}")
+
+    per_layer = layer_bits or {}
+    layers: list[LayerCost] = []
+    for layer in graph.layers:
+        wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
+        m = metrics.macs(layer)
+        t = traffic(layer, tgt, wb, ab, m)
+        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=m)
+        timing = layer_timing(layer, tgt, wb, ab, m, t)
+        reads, writes = metrics.act_elements(layer)
+        layers.append(
+            LayerCost(
+                name=layer.name,
+                op=layer.op,
+                target=layer.target,
+                module=layer.module,
+                input_shape=list(layer.input_shape),
+                output_shape=list(layer.output_shape),
+                macs=m,
+                nz_macs=metrics.nz_macs(layer),
+                params=layer.params,
+                nz_params=metrics.nz_params(layer),
+                other_ops=metrics.other_ops(layer),
+                bops=m * wb * ab,
+                weight_bytes=metrics.weight_bytes(layer, wb),
+                act_bytes=math.ceil((reads + writes) * ab / 8),
+                flash_bytes=metrics.flash_bytes(layer, wb),
+                energy_pj=sum(energy.values()),
+                energy_breakdown_pj=energy,
+                latency_s=timing.seconds(tgt),
+                cycles=timing.cycles,
+                bound=timing.bound,
+                arith_intensity=metrics.arith_intensity(layer),
+                w_bits=wb,
+                a_bits=ab,
+            )
+        )
+
+    arena = plan_activations(graph, a_bits)
+    peak = arena.peak_bytes()
+    flash = sum(lc.flash_bytes for lc in layers)
+    model_params = list({id(p): p for p in graph.model.parameters()}.values()) if graph.model else []
+    breakdown: dict[str, float] = {}
+    for lc in layers:
+        for key, value in lc.energy_breakdown_pj.items():
+            breakdown[key] = breakdown.get(key, 0.0) + value
+    totals: dict[str, Any] = {
+        "macs": sum(lc.macs for lc in layers),
+        "params": graph.total_params,
+        "nz_params": sum(int(torch.count_nonzero(p.detach())) for p in model_params)
+        if model_params
+        else sum(lc.nz_params for lc in layers),
+        "nz_macs": sum(lc.nz_macs for lc in layers),
+        "bops": sum(lc.bops for lc in layers),
+        "weight_bytes": sum(lc.weight_bytes for lc in layers),
+        "peak_sram_bytes": peak,
+        "flash_bytes": flash,
+        "energy_pj": sum(lc.energy_pj for lc in layers),
+        "latency_s": sum(lc.latency_s for lc in layers),
+        # beyond the contract: what the headline numbers are made of
+        "other_ops": sum(lc.other_ops for lc in layers),
+        "act_lower_bound_bytes": arena.lower_bound_bytes(),
+        "energy_breakdown_pj": breakdown,
+        "cycles": sum(lc.cycles for lc in layers),
+    }
+    violations = _fits(tgt, peak, flash)
+    counts: dict[str, int] = {}
+    if count_like:
+        from nntailor.cost.count_like import count_like as _count_like
+
+        counts = {tool: _count_like(graph, tool) for tool in count_like}
+    return Report(
+        model=graph.name,
+        target=tgt.name,
+        w_bits=w_bits,
+        a_bits=a_bits,
+        layers=layers,
+        totals=totals,
+        fits=not violations,
+        violations=violations,
+        unpriced=unpriced,
+        energy_model=energy_model or tgt.energy.model,
+        arena=arena,
+        count_like=counts,
+    )

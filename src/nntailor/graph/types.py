@@ -1,0 +1,88 @@
+"""The captured network: a list of typed layers in execution order, with edges.
+
+Knows no hardware. Costs are computed from it in ``nntailor.cost``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Shape = tuple[int, ...]
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+@dataclass
+class Layer:
+    """One operation of the network as it executes.
+
+    ``name`` is unique in the graph: the module path for a module called once, the module path
+    plus a call index for a module called again, the fx node name for a functional op.
+    """
+
+    name: str
+    op: str  # op kind from ``nntailor.graph.ops.OP_KINDS``
+    target: str  # what was called: module class ("Conv2d") or function ("torch.matmul", "add")
+    module: str  # module path ("" for ops in the top-level forward)
+    input_shapes: list[Shape]
+    output_shapes: list[Shape]
+    inputs: list[str] = field(default_factory=list)  # producer layer names; graph inputs are "input", "input_1"...
+    attrs: dict[str, Any] = field(default_factory=dict)
+    # The parameters this layer owns, by local name (weight, bias, in_proj_weight, ...). References, not copies.
+    # Empty on the second and later calls of a shared module, so that totals count each parameter once.
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.output_shapes[0] if self.output_shapes else ()
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.input_shapes[0] if self.input_shapes else ()
+
+    @property
+    def params(self) -> int:
+        return sum(t.numel() for t in self.weights.values())
+
+    @property
+    def output_numel(self) -> int:
+        return sum(numel(s) for s in self.output_shapes)
+
+    @property
+    def input_numel(self) -> int:
+        return sum(numel(s) for s in self.input_shapes)
+
+
+@dataclass
+class Graph:
+    """A network captured for one input shape."""
+
+    name: str
+    layers: list[Layer]
+    input_shapes: list[Shape]
+    input_names: list[str]
+    output_names: list[str]  # layers (or graph inputs) whose tensors leave the network
+    total_params: int  # every nn.Parameter of the model once, used or not (the published convention)
+    model: torch.nn.Module | None = None
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def unpriced(self) -> list[Layer]:
+        """Ops the cost model has no rule for: reported by path and op, never dropped."""
+        return [layer for layer in self.layers if layer.op == "other"]

@@ -1,0 +1,70 @@
+"""Rich tables for an analysis dictionary (``Report.to_dict()``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nntailor.report.format import format_bytes, format_count, format_energy, format_time
+
+# What each counting tool adds to the published MAC count, so the disagreement is explained.
+COUNT_LIKE_NOTES = {
+    "fvcore": "MACs (called flops), no bias; adds BN and adaptive pooling",
+    "thop": "MACs + bias, BN as 2 x numel, pooling",
+    "ptflops": "pytorch backend: MACs + bias, BN, activations, pooling",
+    "ptflops_aten": "aten backend: MACs + one add per output of a biased layer",
+    "torchinfo": "mult-adds: MACs + bias and BN parameter counts",
+    "flopcounter": "torch.utils.flop_counter: 2 x MACs, no bias or BN",
+}
+
+
+def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = True) -> None:
+    totals = result["totals"]
+    if layers:
+        table = Table(title=f"{result['model']} on {result['target']}", show_lines=False)
+        for col, justify in (
+            ("layer", "left"), ("op", "left"), ("output", "right"), ("MACs", "right"), ("params", "right"),
+            ("act", "right"), ("energy", "right"), ("latency", "right"), ("AI", "right"), ("bound", "left"),
+        ):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for layer in result["layers"]:
+            if layer["op"] in ("reshape", "getitem", "split", "identity"):
+                continue  # views: no work, no buffer
+            table.add_row(
+                layer["name"], layer["op"], "x".join(map(str, layer["output_shape"])),
+                format_count(layer["macs"]), format_count(layer["params"]), format_bytes(layer["act_bytes"]),
+                format_energy(layer["energy_pj"]), format_time(layer["latency_s"]),
+                f"{layer['arith_intensity']:.1f}", layer["bound"],
+            )
+        console.print(table)
+
+    summary = Table(show_header=False, title="totals", title_justify="left")
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    bits = result["bits"]
+    rows = [
+        ("MACs", f"{totals['macs']:,}"),
+        ("non-zero MACs", f"{totals['nz_macs']:,}"),
+        ("params", f"{totals['params']:,}"),
+        ("non-zero params", f"{totals['nz_params']:,}"),
+        (f"BOPs (w{bits['weights']} a{bits['activations']})", f"{totals['bops']:,}"),
+        ("weights", format_bytes(totals["weight_bytes"])),
+        ("flash", format_bytes(totals["flash_bytes"])),
+        ("peak SRAM (TFLM greedy arena)", format_bytes(totals["peak_sram_bytes"])),
+        ("  live-set lower bound", format_bytes(totals["act_lower_bound_bytes"])),
+        (f"energy ({result['energy_model']})", format_energy(totals["energy_pj"])),
+        ("latency", format_time(totals["latency_s"])),
+    ]
+    for tool, count in result.get("count_like", {}).items():
+        rows.append((f"as {tool} counts", f"{count:,}  ({COUNT_LIKE_NOTES.get(tool, '')})"))
+    for what, value in rows:
+        summary.add_row(what, value)
+    console.print(summary)
+    if result["unpriced"]:
+        console.print(f"[yellow]unpriced ops (counted as other): {'; '.join(result['unpriced'])}[/yellow]")
+    if result["fits"]:
+        console.print(f"[bold green]FITS[/bold green] {result['target']}")
+    else:
+        console.print(f"[bold red]DOES NOT FIT[/bold red] {result['target']}: " + "; ".join(result["violations"]))

@@ -1,0 +1,69 @@
+"""Find a target by catalog name or YAML path; turn every problem into one readable line."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from nntailor.errors import UserError
+from nntailor.targets.schema import Target
+
+_CATALOG = "nntailor.targets.catalog"
+
+
+def catalog() -> list[str]:
+    """Names of the shipped targets."""
+    files = resources.files(_CATALOG)
+    return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_validation(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def from_dict(data: object, origin: str = "target") -> Target:
+    if not isinstance(data, dict):
+        raise UserError(f"{origin}: expected a mapping of target fields, got {type(data).__name__}")
+    try:
+        return Target.model_validate(data)
+    except ValidationError as err:
+        raise UserError(f"{origin}: {_format_validation(err)}") from None
+
+
+def from_yaml(path: str | Path) -> Target:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"target file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"target {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return from_dict(data, origin=f"target {path}")
+
+
+@cache
+def _catalog_target(name: str) -> Target:
+    text = resources.files(_CATALOG).joinpath(f"{name}.yaml").read_text()
+    return from_dict(yaml.safe_load(text), origin=f"catalog target {name}")
+
+
+def load(name_or_path: str | Path | Target) -> Target:
+    """A catalog name (``stm32l476``), a path to a YAML file, or a Target (returned as is)."""
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text or Path(text).is_file():
+        return from_yaml(text)
+    key = text.lower().replace("-", "_")
+    if key in catalog():
+        return _catalog_target(key)
+    raise UserError(f"unknown target {text!r}; catalog: {', '.join(catalog())} (or a path to a .yaml file)")

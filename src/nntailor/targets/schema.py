@@ -1,0 +1,177 @@
+"""A chip as plain data: compute, memories, clock, energy per operation. Validated by pydantic.
+
+Units follow ARCHITECTURE.md: bytes, pJ, Hz, cycles. Every field error names the field, so a bad
+YAML gives ``error: target foo.yaml: memories.0.size_bytes: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+DType = Literal["int8", "int16", "int32", "fp16", "fp32"]
+Role = Literal["weights", "inputs", "outputs"]
+
+# Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm, pJ per operation.
+# int16 multiply is not in the talk: scaled from int8 by (16/8)^2, since array multipliers grow with
+# the square of the width. A MAC is one multiply plus one add at the accumulator width (int32 for
+# integer types, the same float type otherwise).
+HOROWITZ_45NM_MULT_PJ: dict[str, float] = {"int8": 0.2, "int16": 0.8, "int32": 3.1, "fp16": 1.1, "fp32": 3.7}
+HOROWITZ_45NM_ADD_PJ: dict[str, float] = {"int8": 0.03, "int16": 0.05, "int32": 0.1, "fp16": 0.4, "fp32": 0.9}
+_ACC = {"int8": "int32", "int16": "int32", "int32": "int32", "fp16": "fp16", "fp32": "fp32"}
+HOROWITZ_45NM_MAC_PJ: dict[str, float] = {
+    d: round(HOROWITZ_45NM_MULT_PJ[d] + HOROWITZ_45NM_ADD_PJ[_ACC[d]], 6) for d in HOROWITZ_45NM_MULT_PJ
+}
+
+# OPAL's cost proxy (seed 000): energy is a weighted sum of MACs and memory accesses, one memory
+# access costing about 100 MACs.
+OPAL_MEMORY_WEIGHT = 100.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Memory(_Strict):
+    """One level of the memory hierarchy.
+
+    ``stores`` lists the tensors whose compulsory traffic (each byte once) passes through this level;
+    ``per_mac_accesses`` is how many operand accesses each MAC makes here (Eyeriss' RF: read input,
+    read weight, read and write the partial sum = 4). Together they give a reuse-perfect traffic
+    model; dataflow-specific reuse is the accelerator models' job.
+    """
+
+    name: str = Field(min_length=1)
+    size_bytes: PositiveInt
+    read_pj_per_byte: float = Field(ge=0)
+    write_pj_per_byte: float | None = Field(default=None, ge=0)
+    bandwidth_bytes_per_cycle: PositiveFloat | None = None
+    stores: list[Role] = Field(default_factory=list)
+    per_mac_accesses: float = Field(default=0.0, ge=0)
+    holds: list[Literal["weights", "activations"]] = Field(default_factory=list)
+
+    @property
+    def write_pj(self) -> float:
+        return self.read_pj_per_byte if self.write_pj_per_byte is None else self.write_pj_per_byte
+
+
+class Compute(_Strict):
+    """How fast the chip does arithmetic.
+
+    ``cycles_per_mac`` maps an op class (conv, depthwise, pointwise, linear, matmul, default) to
+    cycles per MAC for each data type, for the whole chip (a 12x14 PE array does 168 MACs a cycle:
+    1/168 cycles per MAC). ``cycles_per_op`` prices the other arithmetic (adds, BN, activations).
+    """
+
+    pes: PositiveInt = 1
+    cycles_per_mac: dict[str, dict[DType, PositiveFloat]]
+    cycles_per_op: dict[DType, PositiveFloat] = Field(default_factory=lambda: {"int8": 1.0, "fp32": 1.0})
+    layer_overhead_cycles: float = Field(default=0.0, ge=0)
+
+    @field_validator("cycles_per_mac")
+    @classmethod
+    def _has_default(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if "default" not in v:
+            raise ValueError("needs a 'default' entry")
+        allowed = {"default", "conv", "depthwise", "pointwise", "linear", "matmul"}
+        unknown = set(v) - allowed
+        if unknown:
+            raise ValueError(f"unknown op class {sorted(unknown)}; valid: {sorted(allowed)}")
+        return v
+
+
+class Energy(_Strict):
+    """Energy per operation in pJ, by data type. ``model`` picks the energy formula."""
+
+    model: Literal["traffic", "opal"] = "traffic"
+    preset: Literal["horowitz45", "none"] = "horowitz45"
+    mac_pj: dict[DType, float] = Field(default_factory=dict)
+    op_pj: dict[DType, float] = Field(default_factory=dict)  # one non-MAC arithmetic op (add, compare)
+    source: str = ""
+
+    def mac(self, dtype: str) -> float:
+        table = dict(HOROWITZ_45NM_MAC_PJ if self.preset == "horowitz45" else {})
+        table.update(self.mac_pj)
+        return _lookup(table, dtype, "energy.mac_pj")
+
+    def op(self, dtype: str) -> float:
+        table = dict(HOROWITZ_45NM_ADD_PJ if self.preset == "horowitz45" else {})
+        table.update(self.op_pj)
+        return _lookup(table, dtype, "energy.op_pj")
+
+
+def _lookup(table: dict[str, float], dtype: str, where: str) -> float:
+    if dtype in table:
+        return table[dtype]
+    raise KeyError(f"{where} has no entry for {dtype}")
+
+
+class Target(_Strict):
+    """A chip. Load one with ``nntailor.targets.load(name_or_path)``."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    kind: Literal["mcu", "accelerator", "cpu"]
+    clock_hz: PositiveFloat
+    compute: Compute
+    energy: Energy = Field(default_factory=Energy)
+    memories: list[Memory] = Field(min_length=1)
+    runtime_sram_bytes: int = Field(default=0, ge=0)  # interpreter, stack, I/O buffers
+    runtime_flash_bytes: int = Field(default=0, ge=0)  # inference code
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _homes(self) -> Target:
+        names = [m.name for m in self.memories]
+        if len(set(names)) != len(names):
+            raise ValueError(f"memory names must be unique, got {names}")
+        for role in ("weights", "activations"):
+            if not any(role in m.holds for m in self.memories):
+                raise ValueError(f"no memory holds {role}: set 'holds' on one of {names}")
+        return self
+
+    def home(self, role: Literal["weights", "activations"]) -> Memory:
+        """The memory a tensor kind lives in between inferences (flash for weights on an MCU)."""
+        return next(m for m in self.memories if role in m.holds)
+
+    def memory(self, name: str) -> Memory:
+        for m in self.memories:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def cycles_per_mac(self, op_class: str, dtype: str) -> float:
+        table = self.compute.cycles_per_mac.get(op_class) or self.compute.cycles_per_mac["default"]
+        if dtype in table:
+            return table[dtype]
+        default = self.compute.cycles_per_mac["default"]
+        if dtype in default:
+            return default[dtype]
+        # A chip without a float unit entry: int8 numbers are the best we have, scaled by width.
+        some_dtype, cycles = next(iter(default.items()))
+        return cycles * max(1.0, _BITS[dtype] / _BITS[some_dtype])
+
+    def cycles_per_op(self, dtype: str) -> float:
+        table = self.compute.cycles_per_op
+        return table.get(dtype) or next(iter(table.values()))
+
+
+_BITS = {"int8": 8, "int16": 16, "int32": 32, "fp16": 16, "fp32": 32}
+
+
+def dtype_for_bits(bits: int) -> DType:
+    """The arithmetic a chip uses for ``bits``-wide operands (sub-byte runs on int8 units)."""
+    if bits <= 8:
+        return "int8"
+    if bits <= 16:
+        return "int16"
+    return "fp32"
