@@ -2,19 +2,22 @@
 
 Lifetimes are in operator indices, as TFLM's allocation info gives them: a graph input lives from
 op 0; an op's output from that op to the last op that reads it; graph outputs to the last op.
-View ops (reshape, flatten, getitem, dropout) own no buffer: they extend the life of the one they view.
+View ops (reshape, flatten, getitem, dropout) own no buffer: they extend the life of the one they view;
+folded BN and fused activations (``cost.fusion``) run in their producer and own none either.
 """
 
 from __future__ import annotations
 
 import math
 
+from nntailor.cost.fusion import fused_layers
 from nntailor.cost.planner import GreedyPlanner
 from nntailor.graph.ops import ALIAS_KINDS
 from nntailor.graph.types import Graph
 
 
-def plan_activations(graph: Graph, act_bits: int = 8) -> GreedyPlanner:
+def plan_activations(graph: Graph, act_bits: int = 8, fused: dict[str, str] | None = None) -> GreedyPlanner:
+    fused = fused_layers(graph) if fused is None else fused
     root: dict[str, str] = {}  # tensor name -> buffer that holds it
     sizes: dict[str, int] = {}
     first: dict[str, int] = {}
@@ -28,7 +31,7 @@ def plan_activations(graph: Graph, act_bits: int = 8) -> GreedyPlanner:
     op_index = -1
     for layer in graph.layers:
         sources = [root[i] for i in layer.inputs if i in root]
-        if layer.op in ALIAS_KINDS and sources:
+        if (layer.op in ALIAS_KINDS or layer.name in fused) and sources:
             root[layer.name] = sources[0]
             continue
         op_index += 1

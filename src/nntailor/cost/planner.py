@@ -74,13 +74,13 @@ class GreedyPlanner:
         offsets = self._offsets()
         return max((offsets[b.name] + b.size for b in self.buffers), default=0)
 
+    def live_bytes(self, step: int) -> int:
+        """Total size of the buffers live at operator ``step``."""
+        return sum(b.size for b in self.buffers if b.first_use <= step <= b.last_use)
+
     def lower_bound_bytes(self) -> int:
         """The largest total of buffers live at one step: no placement can do better."""
-        steps = {b.first_use for b in self.buffers} | {b.last_use for b in self.buffers}
-        return max(
-            (sum(b.size for b in self.buffers if b.first_use <= t <= b.last_use) for t in steps),
-            default=0,
-        )
+        return max((self.live_bytes(b.first_use) for b in self.buffers), default=0)
 
     def check_no_overlap(self) -> None:
         """Raise if two buffers that are live at the same time share bytes."""

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from nntailor.cost import metrics
 from nntailor.cost.energy import layer_energy, traffic
+from nntailor.cost.fusion import fused_layers
 from nntailor.cost.latency import layer_timing
 from nntailor.cost.memory import plan_activations
 from nntailor.cost.planner import GreedyPlanner
@@ -53,6 +54,7 @@ class LayerCost:
     arith_intensity: float
     w_bits: int
     a_bits: int
+    fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +108,28 @@ def _check_bits(bits: int, what: str) -> int:
 
 def _layer_bits(layer: Layer, w_bits: int, a_bits: int, per_layer: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
     return per_layer.get(layer.name) or per_layer.get(layer.module) or (w_bits, a_bits)
+
+
+def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int) -> LayerCost:
+    """A folded BN or fused activation: its parameters count, it costs nothing of its own."""
+    return LayerCost(
+        name=layer.name, op=layer.op, target=layer.target, module=layer.module,
+        input_shape=list(layer.input_shape), output_shape=list(layer.output_shape),
+        macs=0, nz_macs=0, params=layer.params, nz_params=metrics.nz_params(layer), other_ops=0, bops=0,
+        weight_bytes=metrics.weight_bytes(layer, w_bits), act_bytes=0, flash_bytes=0, energy_pj=0.0,
+        energy_breakdown_pj={}, latency_s=0.0, cycles=0.0, bound="fused", arith_intensity=0.0,
+        w_bits=w_bits, a_bits=a_bits, fused_into=host,
+    )
+
+
+def _folded_bias_bytes(layer: Layer, by_name: Mapping[str, Layer], fused: Mapping[str, str], bits: int) -> int:
+    """A conv without bias gains one when a BN is folded into it (int32 under integer quantization)."""
+    if "bias" in layer.weights or not layer.weights:
+        return 0
+    for name, host in fused.items():
+        if host == layer.name and by_name[name].op == "batchnorm":
+            return layer.output_shape[1] * (4 if bits < 32 else bits // 8) if len(layer.output_shape) > 1 else 0
+    return 0
 
 
 def _fits(target: Target, peak: int, flash: int) -> list[str]:
@@ -175,9 +199,14 @@ def analyze(
         raise UserError(f"--strict: no pricing rule for {len(unpriced)} op(s): {'; '.join(unpriced)}")
 
     per_layer = layer_bits or {}
+    fused = fused_layers(graph)
+    by_name = {layer.name: layer for layer in graph.layers}
     layers: list[LayerCost] = []
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
+        if layer.name in fused:
+            layers.append(_fused_cost(layer, fused[layer.name], wb, ab))
+            continue
         m = metrics.macs(layer)
         t = traffic(layer, tgt, wb, ab, m)
         energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=m)
@@ -199,7 +228,7 @@ def analyze(
                 bops=m * wb * ab,
                 weight_bytes=metrics.weight_bytes(layer, wb),
                 act_bytes=math.ceil((reads + writes) * ab / 8),
-                flash_bytes=metrics.flash_bytes(layer, wb),
+                flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, by_name, fused, wb),
                 energy_pj=sum(energy.values()),
                 energy_breakdown_pj=energy,
                 latency_s=timing.seconds(tgt),
@@ -211,7 +240,7 @@ def analyze(
             )
         )
 
-    arena = plan_activations(graph, a_bits)
+    arena = plan_activations(graph, a_bits, fused)
     peak = arena.peak_bytes()
     flash = sum(lc.flash_bytes for lc in layers)
     model_params = list({id(p): p for p in graph.model.parameters()}.values()) if graph.model else []
