@@ -103,6 +103,8 @@ def _wants_integer_input(gm: fx.GraphModule, placeholder: fx.Node) -> bool:
 
 
 def _trace(model: nn.Module, name: str) -> fx.GraphModule:
+    if module_kind(model) is not None:
+        model = nn.Sequential(model)  # a bare layer is a leaf: give it a parent to be called from
     try:
         graph = _Tracer().trace(model)
     except Exception as exc:  # fx raises many types for untraceable Python

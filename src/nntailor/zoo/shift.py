@@ -23,8 +23,11 @@ class Shift(nn.Module):
 
     It is built from channel slices, ``F.pad`` with a positive/negative pair per axis (pad one side,
     crop the other) and one ``torch.cat``: no parameters and no multiplications, and the channel split is
-    fixed at construction so ``torch.fx`` traces it as plain slice/pad/cat nodes.
+    fixed at construction so ``torch.fx`` could trace it as plain slice/pad/cat nodes; ``op_kind`` makes
+    nntailor's capture keep it as one zero-FLOP "shift" op instead, as the paper prices it.
     """
+
+    op_kind = "shift"  # priced by nntailor.graph as one op: zero MACs, zero parameters
 
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
