@@ -1,8 +1,9 @@
 """Latency of one layer on one target: a roofline per layer.
 
-compute cycles = MACs x cycles per MAC (by op class and data type) + other ops x cycles per op
-+ the per-layer dispatch overhead; memory cycles = bytes moved / bandwidth, for each level that has
-one. The layer takes the larger of the two (it is compute- or memory-bound), divided by the clock.
+compute cycles = MACs x cycles per MAC (by op class and data type) + outputs of MAC layers x cycles per
+output (requantization) + other ops x cycles per op + the per-layer dispatch overhead; memory cycles =
+bytes moved / bandwidth, for each level that has one. The layer takes the larger of the two (it is
+compute- or memory-bound), divided by the clock.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def layer_timing(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_cou
     compute = (
         mac_count * target.cycles_per_mac(metrics.op_class(layer), dtype)
         + metrics.other_ops(layer) * target.cycles_per_op(dtype)
+        + (layer.output_numel * target.compute.cycles_per_output if mac_count else 0.0)
         + target.compute.layer_overhead_cycles
     )
     memory, bound_level = 0.0, ""

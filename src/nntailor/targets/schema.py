@@ -75,6 +75,9 @@ class Compute(_Strict):
     pes: PositiveInt = 1
     cycles_per_mac: dict[str, dict[DType, PositiveFloat]]
     cycles_per_op: dict[DType, PositiveFloat] = Field(default_factory=lambda: {"int8": 1.0, "fp32": 1.0})
+    # Per output element of a conv/linear: bias, requantization (TFLM's MultiplyByQuantizedMultiplier), clamp,
+    # store. It is why layers with few input channels cost more per MAC on an MCU.
+    cycles_per_output: float = Field(default=0.0, ge=0)
     layer_overhead_cycles: float = Field(default=0.0, ge=0)
 
     @field_validator("cycles_per_mac")
