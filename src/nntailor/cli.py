@@ -63,12 +63,11 @@ def analyze(
 ) -> None:
     """What MODEL costs on a chip: MACs, bytes, energy, latency, peak SRAM, flash; fits or not."""
     from nntailor.cost import analyze as run_analyze
+    from nntailor.cost.count_like import TOOLS
     from nntailor.models import load_model, parse_shape
     from nntailor.report.terminal import render_analysis
     from nntailor.targets import load as load_target
 
-    if count_like:
-        from nntailor.cost.count_like import TOOLS
     for tool in count_like:
         if tool not in TOOLS:
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")

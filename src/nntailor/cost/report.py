@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from nntailor.cost import metrics
+from nntailor.cost.count_like import count_like as count_like_tool
 from nntailor.cost.energy import layer_energy, traffic
 from nntailor.cost.fusion import fused_layers
 from nntailor.cost.latency import layer_timing
@@ -270,9 +271,7 @@ def analyze(
     violations = _fits(tgt, peak, flash)
     counts: dict[str, int] = {}
     if count_like:
-        from nntailor.cost.count_like import count_like as _count_like
-
-        counts = {tool: _count_like(graph, tool) for tool in count_like}
+        counts = {tool: count_like_tool(graph, tool) for tool in count_like}
     return Report(
         model=graph.name,
         target=tgt.name,

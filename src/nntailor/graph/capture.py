@@ -29,7 +29,8 @@ _MODULE_ATTRS = (
     "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
     "in_features", "out_features", "num_features", "affine", "eps", "normalized_shape",
     "elementwise_affine", "output_size", "embed_dim", "num_heads", "kdim", "vdim", "batch_first",
-    "num_embeddings", "embedding_dim", "output_padding", "num_groups", "ceil_mode",
+    "num_embeddings", "embedding_dim", "output_padding", "num_groups", "ceil_mode", "mode", "dim",
+    "scale_factor",
 )
 
 

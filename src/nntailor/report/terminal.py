@@ -11,9 +11,9 @@ from nntailor.report.format import format_bytes, format_count, format_energy, fo
 
 # What each counting tool adds to the published MAC count, so the disagreement is explained.
 COUNT_LIKE_NOTES = {
-    "fvcore": "MACs (called flops), no bias; adds BN and adaptive pooling",
-    "thop": "MACs + bias, BN as 2 x numel, pooling",
-    "ptflops": "pytorch backend: MACs + bias, BN, activations, pooling",
+    "fvcore": "MACs (called flops), no bias; adds BN, LayerNorm, adaptive avg pooling, upsampling",
+    "thop": "MACs of the module classes it knows, no bias; adds BN 2-4 x numel, avg pooling, softmax",
+    "ptflops": "pytorch backend: MACs + bias, BN, activations, pooling (some activations twice)",
     "ptflops_aten": "aten backend: MACs + one add per output of a biased layer",
     "torchinfo": "mult-adds: MACs + bias and BN parameter counts",
     "flopcounter": "torch.utils.flop_counter: 2 x MACs, no bias or BN",
