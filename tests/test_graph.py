@@ -199,3 +199,29 @@ class DataDependent(nn.Module):
 def test_untraceable_model_is_a_user_error():
     with pytest.raises(UserError, match="cannot trace"):
         capture(DataDependent(), (1, 4))
+
+
+@pytest.mark.parametrize(
+    "module, shape",
+    [
+        (nn.Conv2d(3, 5, 3, stride=2, padding=1), (1, 3, 17, 16)),
+        (nn.Conv2d(3, 5, (3, 5), padding="same"), (2, 3, 9, 11)),
+        (nn.Conv2d(3, 5, 4, padding="valid", dilation=2), (1, 3, 20, 20)),
+        (nn.Conv1d(3, 5, 3, padding=2, padding_mode="reflect"), (1, 3, 12)),
+        (nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, dilation=2), (1, 4, 5, 6)),
+        (nn.MaxPool2d(3, stride=2, ceil_mode=True), (1, 2, 14, 14)),
+        (nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (1, 2, 7, 9)),
+        (nn.AvgPool2d(2, ceil_mode=True), (1, 2, 7, 7)),
+        (nn.MaxPool1d(2, dilation=2), (1, 2, 11)),
+        (nn.AdaptiveAvgPool2d((None, 3)), (1, 2, 7, 9)),
+        (nn.Flatten(1, 2), (2, 3, 4, 5)),
+        (nn.Linear(5, 7), (2, 3, 5)),
+    ],
+)
+def test_shape_formulas_match_eager(module, shape):
+    from nntailor.graph.ops import module_kind
+    from nntailor.graph.shapes import module_output_shape
+
+    expected = tuple(module(torch.zeros(shape)).shape)
+    assert module_output_shape(module, module_kind(module), shape) == expected
+    assert capture(module, shape).layers[0].output_shape == expected

@@ -130,28 +130,34 @@ def weight_macs_fraction(layer: Layer) -> float:
     return 1.0 if layer.op in ("conv", "conv_transpose", "linear") and layer.weights else 0.0
 
 
-def nonzero_fraction(layer: Layer) -> float:
+def nonzero_counts(layer: Layer) -> dict[str, int]:
+    """Non-zero elements of each parameter: counted once, then shared by the nz_* metrics below."""
+    return {name: int(torch.count_nonzero(w.detach())) for name, w in layer.weights.items()}
+
+
+def nonzero_fraction(layer: Layer, counts: dict[str, int] | None = None) -> float:
     """Fraction of the layer's multiplying weights that are not exactly zero (biases excluded)."""
+    counts = nonzero_counts(layer) if counts is None else counts
     total = nonzero = 0
     for name, w in layer.weights.items():
         if "bias" in name or w.dim() < 2:
             continue
         total += w.numel()
-        nonzero += int(torch.count_nonzero(w.detach()))
+        nonzero += counts[name]
     return nonzero / total if total else 1.0
 
 
-def nz_macs(layer: Layer) -> int:
+def nz_macs(layer: Layer, counts: dict[str, int] | None = None) -> int:
     """MACs whose weight is non-zero: what zero-skipping hardware or a sparse kernel executes."""
     m = macs(layer)
     if not m:
         return 0
     weighted = weight_macs_fraction(layer)
-    return int(round(m * (1 - weighted) + m * weighted * nonzero_fraction(layer)))
+    return int(round(m * (1 - weighted) + m * weighted * nonzero_fraction(layer, counts)))
 
 
-def nz_params(layer: Layer) -> int:
-    return sum(int(torch.count_nonzero(w.detach())) for w in layer.weights.values())
+def nz_params(layer: Layer, counts: dict[str, int] | None = None) -> int:
+    return sum((nonzero_counts(layer) if counts is None else counts).values())
 
 
 def other_ops(layer: Layer) -> int:

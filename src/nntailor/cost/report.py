@@ -111,12 +111,12 @@ def _layer_bits(layer: Layer, w_bits: int, a_bits: int, per_layer: Mapping[str, 
     return per_layer.get(layer.name) or per_layer.get(layer.module) or (w_bits, a_bits)
 
 
-def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int) -> LayerCost:
+def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int, nz: int) -> LayerCost:
     """A folded BN or fused activation: its parameters count, it costs nothing of its own."""
     return LayerCost(
         name=layer.name, op=layer.op, target=layer.target, module=layer.module,
         input_shape=list(layer.input_shape), output_shape=list(layer.output_shape),
-        macs=0, nz_macs=0, params=layer.params, nz_params=metrics.nz_params(layer), other_ops=0, bops=0,
+        macs=0, nz_macs=0, params=layer.params, nz_params=nz, other_ops=0, bops=0,
         weight_bytes=metrics.weight_bytes(layer, w_bits), act_bytes=0, flash_bytes=0, energy_pj=0.0,
         energy_breakdown_pj={}, latency_s=0.0, cycles=0.0, bound="fused", arith_intensity=0.0,
         w_bits=w_bits, a_bits=a_bits, fused_into=host,
@@ -205,8 +205,9 @@ def analyze(
     layers: list[LayerCost] = []
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
+        counts = metrics.nonzero_counts(layer)
         if layer.name in fused:
-            layers.append(_fused_cost(layer, fused[layer.name], wb, ab))
+            layers.append(_fused_cost(layer, fused[layer.name], wb, ab, sum(counts.values())))
             continue
         m = metrics.macs(layer)
         t = traffic(layer, tgt, wb, ab, m)
@@ -222,9 +223,9 @@ def analyze(
                 input_shape=list(layer.input_shape),
                 output_shape=list(layer.output_shape),
                 macs=m,
-                nz_macs=metrics.nz_macs(layer),
+                nz_macs=metrics.nz_macs(layer, counts),
                 params=layer.params,
-                nz_params=metrics.nz_params(layer),
+                nz_params=sum(counts.values()),
                 other_ops=metrics.other_ops(layer),
                 bops=m * wb * ab,
                 weight_bytes=metrics.weight_bytes(layer, wb),
@@ -244,7 +245,6 @@ def analyze(
     arena = plan_activations(graph, a_bits, fused)
     peak = arena.peak_bytes()
     flash = sum(lc.flash_bytes for lc in layers)
-    model_params = list({id(p): p for p in graph.model.parameters()}.values()) if graph.model else []
     breakdown: dict[str, float] = {}
     for lc in layers:
         for key, value in lc.energy_breakdown_pj.items():
@@ -252,9 +252,8 @@ def analyze(
     totals: dict[str, Any] = {
         "macs": sum(lc.macs for lc in layers),
         "params": graph.total_params,
-        "nz_params": sum(int(torch.count_nonzero(p.detach())) for p in model_params)
-        if model_params
-        else sum(lc.nz_params for lc in layers),
+        # parameters no layer uses (an unused head) still count, as in ``params``
+        "nz_params": sum(lc.nz_params for lc in layers) + sum(int(torch.count_nonzero(p)) for p in graph.unowned),
         "nz_macs": sum(lc.nz_macs for lc in layers),
         "bops": sum(lc.bops for lc in layers),
         "weight_bytes": sum(lc.weight_bytes for lc in layers),

@@ -1,8 +1,9 @@
 """Capture an ``nn.Module`` as a typed ``Graph`` with torch.fx and shape propagation.
 
-Shapes are propagated on the meta device: parameters are swapped for meta tensors through
-``torch.func.functional_call``, so no real arithmetic runs and the model is not changed or copied.
-That is what makes capture of VGG-16 cost milliseconds instead of a real forward pass.
+Shapes are propagated on the meta device by interpreting the fx graph node by node: common layers get
+their output shape from a formula (``graph.shapes``), everything else runs on meta tensors (a module's
+parameters are swapped for meta tensors through ``torch.func.functional_call``). No real arithmetic runs
+and the model is neither changed nor copied: capture of VGG-16 costs milliseconds, not a forward pass.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from torch.fx.node import map_aggregate
 
 from nntailor.errors import UserError
 from nntailor.graph.ops import (
@@ -23,6 +23,7 @@ from nntailor.graph.ops import (
     method_kind,
     module_kind,
 )
+from nntailor.graph.shapes import SAME_SHAPE_KINDS, module_output_shape
 from nntailor.graph.types import Graph, Layer, Shape
 
 _MODULE_ATTRS = (
@@ -34,6 +35,9 @@ _MODULE_ATTRS = (
 )
 
 
+_MISSING = object()
+
+
 class _Tracer(fx.Tracer):
     """fx's default leaves (torch.nn modules) plus any module whose kind we know."""
 
@@ -41,32 +45,6 @@ class _Tracer(fx.Tracer):
         if module_kind(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
-
-
-class _ShapeRecorder(fx.Interpreter):
-    """Runs the graph once and keeps every node's result (meta tensors: shapes only)."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm, garbage_collect_values=False)
-        self.values: dict[fx.Node, Any] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        result = super().run_node(n)
-        self.values[n] = result
-        return result
-
-
-class _Propagate(nn.Module):
-    """Wrapper so that functional_call can swap the traced module's parameters for meta tensors."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__()
-        self.gm = gm
-
-    def forward(self, *inputs: torch.Tensor) -> dict[fx.Node, Any]:
-        recorder = _ShapeRecorder(self.gm)
-        recorder.run(*inputs)
-        return recorder.values
 
 
 def _as_shapes(shapes: Shape | Sequence[Shape]) -> list[Shape]:
@@ -81,29 +59,38 @@ def _as_shapes(shapes: Shape | Sequence[Shape]) -> list[Shape]:
     return out
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) else None)
+def _flatten(value: Any, kind: type, found: list) -> list:
+    """Items of ``kind`` in nested tuples, lists and dicts (fx's map_aggregate, without rebuilding)."""
+    if isinstance(value, kind):
+        found.append(value)
+    elif isinstance(value, tuple | list):
+        for v in value:
+            _flatten(v, kind, found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _flatten(v, kind, found)
     return found
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return _flatten(value, torch.Tensor, [])
 
 
 def _arg_nodes(args: Any) -> list[fx.Node]:
-    found: list[fx.Node] = []
-    map_aggregate(args, lambda a: found.append(a) if isinstance(a, fx.Node) else None)
-    return found
+    return _flatten(args, fx.Node, [])
 
 
-def _wants_integer_input(gm: fx.GraphModule, placeholder: fx.Node) -> bool:
+def _wants_integer_input(root: nn.Module, placeholder: fx.Node) -> bool:
     """Token ids feed an embedding: such an input must be integer."""
     for user in placeholder.users:
-        if user.op == "call_module" and isinstance(gm.get_submodule(str(user.target)), nn.Embedding):
+        if user.op == "call_module" and isinstance(root.get_submodule(str(user.target)), nn.Embedding):
             return True
         if user.op == "call_function" and user.target is torch.nn.functional.embedding:
             return True
     return False
 
 
-def _trace(model: nn.Module, name: str) -> fx.GraphModule:
+def _trace(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
     if module_kind(model) is not None:
         model = nn.Sequential(model)  # a bare layer is a leaf: give it a parent to be called from
     try:
@@ -113,22 +100,80 @@ def _trace(model: nn.Module, name: str) -> fx.GraphModule:
         raise UserError(
             f"torch.fx cannot trace {name}: {first} (control flow must not depend on tensor values)"
         ) from exc
-    return fx.GraphModule(model, graph, name)
+    return model, graph
 
 
-def _propagate(gm: fx.GraphModule, inputs: list[torch.Tensor], name: str) -> dict[fx.Node, Any]:
-    wrapper = _Propagate(gm)
-    state = {f"gm.{k}": torch.empty_like(v, device="meta") for k, v in gm.named_parameters()}
-    state.update({f"gm.{k}": torch.empty_like(v, device="meta") for k, v in gm.named_buffers()})
-    meta_inputs = [t.to("meta") for t in inputs]
+def _fetch(root: nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _meta(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=like.dtype, device="meta")
+
+
+def _first_tensor(args: Sequence[Any]) -> torch.Tensor | None:
+    return next((a for a in args if isinstance(a, torch.Tensor)), None)
+
+
+def _call_meta(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """One node on meta tensors: a shape formula where there is one, else meta execution."""
+    x = _first_tensor(args)
+    if node.op == "call_module":
+        module = root.get_submodule(str(node.target))
+        kind = module_kind(module)
+        if x is not None:
+            shape = module_output_shape(module, kind, tuple(x.shape))
+            if shape is not None:
+                return torch.empty(shape, dtype=torch.float32 if kind == "embedding" else x.dtype, device="meta")
+        state = {k: torch.empty_like(v, device="meta") for k, v in module.named_parameters()}
+        state.update({k: torch.empty_like(v, device="meta") for k, v in module.named_buffers()})
+        return torch.func.functional_call(module, state, args, kwargs)
+    kind = function_kind(node.target) if node.op == "call_function" else method_kind(str(node.target))
+    if x is not None and kind in SAME_SHAPE_KINDS:
+        return _meta(x.shape, x)
+    if x is not None and kind in ("add", "mul", "div") and len(args) == 2 and not kwargs:
+        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+        return _meta(torch.broadcast_shapes(*shapes), x)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+
+
+def _call_real(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    if node.op == "call_module":
+        return root.get_submodule(str(node.target))(*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+
+
+def _run(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], meta: bool) -> dict[fx.Node, Any]:
+    env: dict[fx.Node, Any] = {}
+    feed = iter(inputs)
+    call = _call_meta if meta else _call_real
+    with torch.no_grad():
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                env[node] = next(feed)
+            elif node.op == "get_attr":
+                obj = _fetch(root, str(node.target))
+                env[node] = torch.empty_like(obj, device="meta") if meta and isinstance(obj, torch.Tensor) else obj
+            elif node.op != "output":
+                args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: env[n])
+                env[node] = call(root, node, tuple(args), dict(kwargs))
+    return env
+
+
+def _propagate(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], name: str) -> dict[fx.Node, Any]:
     try:
-        with torch.no_grad():
-            return torch.func.functional_call(wrapper, state, tuple(meta_inputs))
+        return _run(root, graph, [t.to("meta") for t in inputs], meta=True)
     except Exception:
-        pass  # an op without a meta kernel: fall back to one real forward on zeros
+        pass  # an op without a meta kernel or a shape rule we got wrong: one real forward on zeros decides
     try:
-        with torch.no_grad():
-            return wrapper(*inputs)
+        return _run(root, graph, inputs, meta=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
@@ -136,13 +181,15 @@ def _propagate(gm: fx.GraphModule, inputs: list[torch.Tensor], name: str) -> dic
 
 
 def _module_attrs(module: nn.Module) -> dict[str, Any]:
+    # vars(), not hasattr(): a missing name on nn.Module goes through __getattr__ and an exception, per key
+    fields = vars(module)
     attrs: dict[str, Any] = {}
     for key in _MODULE_ATTRS:
-        if hasattr(module, key):
-            value = getattr(module, key)
-            if isinstance(value, int | float | bool | str | tuple | list) or value is None:
-                attrs[key] = tuple(value) if isinstance(value, list) else value
-    attrs["bias"] = getattr(module, "bias", None) is not None or getattr(module, "in_proj_bias", None) is not None
+        value = fields.get(key, _MISSING)
+        if value is not _MISSING and (isinstance(value, int | float | bool | str | tuple | list) or value is None):
+            attrs[key] = tuple(value) if isinstance(value, list) else value
+    params = module._parameters
+    attrs["bias"] = params.get("bias") is not None or params.get("in_proj_bias") is not None
     return attrs
 
 
@@ -173,15 +220,15 @@ def capture(
     """
     name = name or type(model).__name__
     shapes = _as_shapes(input_shape)
-    gm = _trace(model, name)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    root, fx_graph = _trace(model, name)
+    placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(shapes):
         raise UserError(f"{name} takes {len(placeholders)} input(s) but {len(shapes)} shape(s) were given")
     inputs = []
     for node, shape in zip(placeholders, shapes, strict=True):
-        dtype = input_dtype or (torch.long if _wants_integer_input(gm, node) else torch.float32)
+        dtype = input_dtype or (torch.long if _wants_integer_input(root, node) else torch.float32)
         inputs.append(torch.zeros(shape, dtype=dtype))
-    values = _propagate(gm, inputs, name)
+    values = _propagate(root, fx_graph, inputs, name)
 
     layers: list[Layer] = []
     producer: dict[fx.Node, str] = {}  # node -> name of the layer (or graph input) that made its tensor
@@ -202,7 +249,7 @@ def capture(
         producer[node] = unique("input" if len(placeholders) == 1 else f"input_{len(input_names)}")
         input_names.append(producer[node])
 
-    for node in gm.graph.nodes:
+    for node in fx_graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
         value = values.get(node)
@@ -220,7 +267,7 @@ def capture(
         module_path = next(reversed(stack.values()))[0] if stack else ""
 
         if node.op == "call_module":
-            module = gm.get_submodule(str(node.target))
+            module = root.get_submodule(str(node.target))
             kind = module_kind(module) or "other"
             target = type(module).__name__
             module_path = str(node.target)
@@ -228,7 +275,11 @@ def capture(
             module_calls[module_path] = calls
             layer_name = unique(module_path if calls == 1 else f"{module_path}#{calls}")
             attrs = _module_attrs(module)
-            candidates = dict(module.named_parameters())
+            # a leaf without children owns exactly its _parameters; named_parameters() walks the tree
+            if module._modules:
+                candidates = dict(module.named_parameters())
+            else:  # _parameters holds None for absent ones (bias=False)
+                candidates = {k: p for k, p in module._parameters.items() if p is not None}
         else:
             if node.op == "call_function":
                 kind = function_kind(node.target)
@@ -241,9 +292,7 @@ def capture(
             candidates = {}
             for a in arg_nodes:
                 if a.op == "get_attr":
-                    obj = gm
-                    for part in str(a.target).split("."):
-                        obj = getattr(obj, part)
+                    obj = _fetch(root, str(a.target))
                     if isinstance(obj, nn.Parameter):
                         candidates[str(a.target)] = obj
         for key, p in candidates.items():
@@ -267,7 +316,7 @@ def capture(
         layers.append(layer)
         producer[node] = layer_name
 
-    output_node = next(n for n in gm.graph.nodes if n.op == "output")
+    output_node = next(n for n in fx_graph.nodes if n.op == "output")
     output_names = [producer[n] for n in _arg_nodes(output_node.args) if n in producer]
 
     unique_params = {id(p): p for p in model.parameters()}
@@ -279,4 +328,5 @@ def capture(
         output_names=output_names,
         total_params=sum(p.numel() for p in unique_params.values()),
         model=model,
+        unowned=[p for i, p in unique_params.items() if i not in seen_params],
     )

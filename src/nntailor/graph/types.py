@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ class Layer:
     attrs: dict[str, Any] = field(default_factory=dict)
     # The parameters this layer owns, by local name (weight, bias, in_proj_weight, ...). References, not copies.
     # Empty on the second and later calls of a shared module, so that totals count each parameter once.
+    # Layers are built once by capture and not mutated after: the counts below are cached.
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -46,15 +48,15 @@ class Layer:
     def input_shape(self) -> Shape:
         return self.input_shapes[0] if self.input_shapes else ()
 
-    @property
+    @cached_property
     def params(self) -> int:
         return sum(t.numel() for t in self.weights.values())
 
-    @property
+    @cached_property
     def output_numel(self) -> int:
         return sum(numel(s) for s in self.output_shapes)
 
-    @property
+    @cached_property
     def input_numel(self) -> int:
         return sum(numel(s) for s in self.input_shapes)
 
@@ -70,6 +72,7 @@ class Graph:
     output_names: list[str]  # layers (or graph inputs) whose tensors leave the network
     total_params: int  # every nn.Parameter of the model once, used or not (the published convention)
     model: torch.nn.Module | None = None
+    unowned: list[torch.Tensor] = field(default_factory=list)  # parameters no layer uses (an unused head)
 
     def __iter__(self):
         return iter(self.layers)

@@ -67,4 +67,5 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
     if result["fits"]:
         console.print(f"[bold green]FITS[/bold green] {result['target']}")
     else:
-        console.print(f"[bold red]DOES NOT FIT[/bold red] {result['target']}: " + "; ".join(result["violations"]))
+        verdict = f"[bold red]DOES NOT FIT[/bold red] {result['target']}: " + "; ".join(result["violations"])
+        console.print(verdict, soft_wrap=True)
