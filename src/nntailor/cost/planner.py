@@ -8,6 +8,7 @@ the lowest offset where it does not overlap any already placed buffer whose life
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 ALIGNMENT = 16
@@ -47,20 +48,22 @@ class GreedyPlanner:
         # bubble-sorts it stably by size, descending: equal sizes come out in REVERSE insertion order.
         # (REFERENCES.md says insertion order; the planner's source is the authority here.)
         order = sorted(reversed(range(len(self.buffers))), key=lambda i: -self.buffers[i].size)
-        placed: list[tuple[int, Buffer]] = []  # (offset, buffer), kept sorted by offset
+        placed: list[Buffer] = []  # kept sorted by offset; equal offsets in placement order, as TFLM's list
+        placed_offsets: list[int] = []
         offsets: dict[str, int] = {}
         for i in order:
             buf = self.buffers[i]
             offset = 0
-            for other_offset, other in placed:  # ascending offset: first gap that fits wins
+            for other_offset, other in zip(placed_offsets, placed, strict=True):  # first gap that fits wins
                 if not buf.overlaps_in_time(other):
                     continue
                 if offset + buf.size <= other_offset:
                     break
                 offset = max(offset, other_offset + other.size)
             offsets[buf.name] = offset
-            placed.append((offset, buf))
-            placed.sort(key=lambda item: item[0])
+            at = bisect.bisect_right(placed_offsets, offset)
+            placed_offsets.insert(at, offset)
+            placed.insert(at, buf)
         self.offsets_ = offsets
         return self
 
@@ -80,7 +83,15 @@ class GreedyPlanner:
 
     def lower_bound_bytes(self) -> int:
         """The largest total of buffers live at one step: no placement can do better."""
-        return max((self.live_bytes(b.first_use) for b in self.buffers), default=0)
+        delta: dict[int, int] = {}
+        for b in self.buffers:  # sweep: a buffer joins at first_use and leaves after last_use
+            delta[b.first_use] = delta.get(b.first_use, 0) + b.size
+            delta[b.last_use + 1] = delta.get(b.last_use + 1, 0) - b.size
+        live = best = 0
+        for step in sorted(delta):
+            live += delta[step]
+            best = max(best, live)
+        return best
 
     def check_no_overlap(self) -> None:
         """Raise if two buffers that are live at the same time share bytes."""
