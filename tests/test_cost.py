@@ -70,6 +70,25 @@ def test_keutzer_arithmetic_intensity_table():
         assert round(ai[kind] / ai["spatial"], 1 if normalized >= 0.1 else 2) == normalized
 
 
+class _FourLayers(nn.Module):
+    """The four layers of the table side by side, so the report normalizes them itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spatial, self.pointwise = _keutzer_layer("spatial"), _keutzer_layer("pointwise")
+        self.group, self.depthwise = _keutzer_layer("group"), _keutzer_layer("depthwise")
+
+    def forward(self, x):
+        return self.spatial(x) + self.pointwise(x) + self.group(x) + self.depthwise(x)
+
+
+def test_report_normalizes_ai_like_keutzer():
+    report = analyze(_FourLayers(), (1, 512, 14, 14), "eyeriss", bits=16)
+    got = {k: report.layer(k).normalized_arith_intensity for k in ("spatial", "pointwise", "group", "depthwise")}
+    assert got["spatial"] == 1.0
+    assert round(got["pointwise"], 1) == 0.6 and round(got["group"], 1) == 0.8 and round(got["depthwise"], 2) == 0.02
+
+
 def test_horowitz_compute_energy_fp32_and_int8():
     fc = nn.Linear(100, 10, bias=False)
     target = load("stm32l476")

@@ -53,6 +53,7 @@ class LayerCost:
     cycles: float
     bound: str
     arith_intensity: float
+    normalized_arith_intensity: float  # AI / the model's highest layer AI (Keutzer's "normalized AI", seed 004)
     w_bits: int
     a_bits: int
     fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer
@@ -119,6 +120,7 @@ def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int, nz: int) -> L
         macs=0, nz_macs=0, params=layer.params, nz_params=nz, other_ops=0, bops=0,
         weight_bytes=metrics.weight_bytes(layer, w_bits), act_bytes=0, flash_bytes=0, energy_pj=0.0,
         energy_breakdown_pj={}, latency_s=0.0, cycles=0.0, bound="fused", arith_intensity=0.0,
+        normalized_arith_intensity=0.0,
         w_bits=w_bits, a_bits=a_bits, fused_into=host,
     )
 
@@ -237,11 +239,15 @@ def analyze(
                 cycles=timing.cycles,
                 bound=timing.bound,
                 arith_intensity=metrics.arith_intensity(layer),
+                normalized_arith_intensity=0.0,  # set below, once the highest AI is known
                 w_bits=wb,
                 a_bits=ab,
             )
         )
 
+    top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
+    for lc in layers:
+        lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
     arena = plan_activations(graph, a_bits, fused)
     peak = arena.peak_bytes()
     flash = sum(lc.flash_bytes for lc in layers)

@@ -26,7 +26,7 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         table = Table(title=f"{result['model']} on {result['target']}", show_lines=False)
         for col, justify in (
             ("layer", "left"), ("op", "left"), ("output", "right"), ("MACs", "right"), ("params", "right"),
-            ("act", "right"), ("energy", "right"), ("latency", "right"), ("AI", "right"), ("bound", "left"),
+            ("act", "right"), ("energy", "right"), ("latency", "right"), ("AI (norm.)", "right"), ("bound", "left"),
         ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for layer in result["layers"]:
@@ -36,7 +36,7 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
                 layer["name"], layer["op"], "x".join(map(str, layer["output_shape"])),
                 format_count(layer["macs"]), format_count(layer["params"]), format_bytes(layer["act_bytes"]),
                 format_energy(layer["energy_pj"]), format_time(layer["latency_s"]),
-                f"{layer['arith_intensity']:.1f}", layer["bound"],
+                f"{layer['arith_intensity']:.1f} ({layer['normalized_arith_intensity']:.2f})", layer["bound"],
             )
         console.print(table)
 
