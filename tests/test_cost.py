@@ -121,7 +121,7 @@ def test_fits_verdict_names_what_and_by_how_much():
     assert not big.fits
     sram, flash = big.violations
     assert sram.startswith("peak SRAM") and "exceeds sram 128.0 KiB by" in sram
-    assert flash.startswith("weights") and "exceed flash 1.0 MiB by" in flash
+    assert flash.startswith("weights") and "exceeds flash 1.0 MiB by" in flash
     over = big.totals["flash_bytes"] + 32768 - (1 << 20)
     assert f"by {over / 1024 / 1024:.1f} MiB" in flash
 
@@ -132,7 +132,7 @@ def test_shared_memory_accelerator_fits_weights_and_activations_together():
     tiny_dram = load("eyeriss").model_dump()
     tiny_dram["memories"][-1]["size_bytes"] = 1 << 20
     report = analyze(zoo.get("resnet18"), (1, 3, 224, 224), from_dict(tiny_dram))
-    assert not report.fits and "exceed dram" in report.violations[0]
+    assert not report.fits and "exceeds dram" in report.violations[0]
 
 
 def test_zero_weights_lower_nz_counts():

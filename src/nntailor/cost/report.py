@@ -25,7 +25,7 @@ from nntailor.errors import UserError
 from nntailor.graph.capture import capture
 from nntailor.graph.types import Graph, Layer, Shape
 from nntailor.report.format import format_bytes
-from nntailor.targets import Target, load
+from nntailor.targets import Memory, Target, load
 
 SUPPORTED_BITS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 16, 32})
 
@@ -135,32 +135,27 @@ def _folded_bias_bytes(layer: Layer, by_name: Mapping[str, Layer], fused: Mappin
     return 0
 
 
+def _over(what: str, used: int, reserve: int, memory: Memory) -> str | None:
+    """'<what> X (+ runtime) exceeds <memory> S by D', or None when it fits."""
+    need = used + reserve
+    if need <= memory.size_bytes:
+        return None
+    runtime = f" (+ {format_bytes(reserve)} runtime)" if reserve else ""
+    return (
+        f"{what} {format_bytes(used)}{runtime} exceeds {memory.name} {format_bytes(memory.size_bytes)} "
+        f"by {format_bytes(need - memory.size_bytes)}"
+    )
+
+
 def _fits(target: Target, peak: int, flash: int) -> list[str]:
     act_home, w_home = target.home("activations"), target.home("weights")
-    violations = []
-    if act_home is w_home:
-        need = peak + flash + target.runtime_sram_bytes + target.runtime_flash_bytes
-        if need > act_home.size_bytes:
-            violations.append(
-                f"activations {format_bytes(peak)} + weights {format_bytes(flash)} exceed "
-                f"{act_home.name} {format_bytes(act_home.size_bytes)} by {format_bytes(need - act_home.size_bytes)}"
-            )
-        return violations
-    need = peak + target.runtime_sram_bytes
-    if need > act_home.size_bytes:
-        reserve = f" (+ {format_bytes(target.runtime_sram_bytes)} runtime)" if target.runtime_sram_bytes else ""
-        violations.append(
-            f"peak SRAM {format_bytes(peak)}{reserve} exceeds {act_home.name} "
-            f"{format_bytes(act_home.size_bytes)} by {format_bytes(need - act_home.size_bytes)}"
-        )
-    need = flash + target.runtime_flash_bytes
-    if need > w_home.size_bytes:
-        reserve = f" (+ {format_bytes(target.runtime_flash_bytes)} runtime)" if target.runtime_flash_bytes else ""
-        violations.append(
-            f"weights {format_bytes(flash)}{reserve} exceed {w_home.name} "
-            f"{format_bytes(w_home.size_bytes)} by {format_bytes(need - w_home.size_bytes)}"
-        )
-    return violations
+    if act_home is w_home:  # an accelerator's DRAM holds both
+        checks = [("activations + weights", peak + flash, target.runtime_sram_bytes + target.runtime_flash_bytes,
+                   act_home)]
+    else:
+        checks = [("peak SRAM", peak, target.runtime_sram_bytes, act_home),
+                  ("weights", flash, target.runtime_flash_bytes, w_home)]
+    return [v for v in (_over(*check) for check in checks) if v]
 
 
 def analyze(

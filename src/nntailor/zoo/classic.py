@@ -10,6 +10,19 @@ from nntailor.zoo._common import positive_int
 # --------------------------------------------------------------------------------------------- AlexNet
 
 
+def fc_head(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """The 4096-4096 classifier AlexNet and VGG share (fc6, fc7, fc8)."""
+    return nn.Sequential(
+        nn.Linear(in_features, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, num_classes),
+    )
+
+
 class AlexNet(nn.Module):
     """The original (Caffe ``bvlc_alexnet``) AlexNet: 227x227 input, conv2/4/5 grouped (groups=2), LRN.
 
@@ -36,15 +49,7 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
         )
-        self.classifier = nn.Sequential(
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = fc_head(256 * 6 * 6, num_classes, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(x)
@@ -73,15 +78,7 @@ class VGG(nn.Module):
                 in_channels = v
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = fc_head(512 * 7 * 7, num_classes, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.avgpool(self.features(x))
