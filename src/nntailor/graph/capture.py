@@ -90,7 +90,8 @@ def _wants_integer_input(root: nn.Module, placeholder: fx.Node) -> bool:
     return False
 
 
-def _trace(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
+def trace(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
+    """fx-trace ``model`` with our leaf rules: (the root actually traced, its graph). No shapes."""
     if module_kind(model) is not None:
         model = nn.Sequential(model)  # a bare layer is a leaf: give it a parent to be called from
     try:
@@ -220,7 +221,7 @@ def capture(
     """
     name = name or type(model).__name__
     shapes = _as_shapes(input_shape)
-    root, fx_graph = _trace(model, name)
+    root, fx_graph = trace(model, name)
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(shapes):
         raise UserError(f"{name} takes {len(placeholders)} input(s) but {len(shapes)} shape(s) were given")
