@@ -2,5 +2,10 @@
 
 from nntailor.compress.base import CompressConfig, apply, config_from_dict, register, steps, walk
 from nntailor.compress.fold import FoldBNConfig, fold_bn
+from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
+from nntailor.compress.schedules import Schedule
 
-__all__ = ["CompressConfig", "FoldBNConfig", "apply", "config_from_dict", "fold_bn", "register", "steps", "walk"]
+__all__ = [
+    "CompressConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply",
+    "config_from_dict", "fold_bn", "prune", "register", "sparsity", "steps", "walk",
+]
