@@ -282,3 +282,25 @@ def test_the_tools_really_disagree(measured: Measured) -> None:
     graph, real = measured["small_cnn"]
     assert len({count_like(graph, tool) for tool in TOOLS}) == len(TOOLS)
     assert len(set(real.values())) == len(TOOLS)
+
+
+def test_flopcounter_sdpa_and_unbatched_conv_match_torch():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nntailor.graph import capture
+
+    class Attn(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    shapes = [(2, 4, 7, 8), (2, 4, 5, 8), (2, 4, 5, 6)]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        Attn()(*(torch.randn(s) for s in shapes))
+    assert count_like(capture(Attn(), shapes), "flopcounter") == counter.get_total_flops()
+
+    conv = nn.Conv2d(3, 6, 3, groups=3)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        conv(torch.randn(3, 8, 8))
+    assert count_like(capture(conv, (3, 8, 8)), "flopcounter") == counter.get_total_flops()

@@ -81,3 +81,34 @@ def test_zoo_arenas_have_no_overlap(name):
     report = analyze(zoo.get(name), zoo.input_shape(name), "stm32h743")
     report.arena.check_no_overlap()
     assert report.totals["act_lower_bound_bytes"] <= report.totals["peak_sram_bytes"]
+
+
+def test_equal_sizes_are_placed_in_reverse_insertion_order():
+    # greedy_memory_planner.cc fills its sort array from the tail (idx_from_tail--) and bubble-sorts it
+    # stably, so of two equal buffers the one added last is placed first, at offset 0.
+    planner = _planner([(16, 0, 1), (16, 0, 1)])
+    assert planner.offsets_ == {"0": 16, "1": 0}
+
+
+def test_activation_lifetimes_through_views_and_fusion():
+    import torch.nn as nn
+
+    from nntailor import capture
+    from nntailor.cost.memory import plan_activations
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+            self.relu = nn.ReLU()
+            self.fc = nn.Linear(64, 8)
+
+        def forward(self, x):
+            y = self.relu(self.conv(x))  # relu fuses into conv: one buffer
+            y = (y + x).flatten(1)  # x is used late; flatten is a view of the add's buffer
+            return self.fc(y).view(2, 4)  # a view as the graph output
+
+    plan = plan_activations(capture(Net(), (1, 4, 4, 4)), act_bits=8)
+    life = {b.name: (b.first_use, b.last_use, b.size) for b in plan.buffers}
+    # ops in order: conv (0), add (1), fc (2); relu, flatten and view own no buffer
+    assert life == {"input": (0, 1, 64), "conv": (0, 1, 64), "add": (1, 2, 64), "fc": (2, 2, 16)}

@@ -51,7 +51,7 @@ def _from_file(spec: str) -> LoadedModel:
     sys.modules[module_name] = module  # dataclasses and pickling-free reflection need it registered
     try:
         loader_spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise UserError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, attr, None)
     if factory is None:
@@ -59,12 +59,16 @@ def _from_file(spec: str) -> LoadedModel:
         raise UserError(f"{path} has no {attr!r}; callables there: {', '.join(found) or 'none'}")
     try:
         model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a factory that calls sys.exit() is a failing factory too
         raise UserError(f"{path}:{attr}() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"{path}:{attr} returned {type(model).__name__}, not a torch.nn.Module")
     default = getattr(model, "input_shape", None) or getattr(factory, "input_shape", None)
-    shape = tuple(default) if isinstance(default, tuple | list) else None
+    shape = None
+    if default is not None:
+        if not isinstance(default, tuple | list) or not all(isinstance(d, int) and d > 0 for d in default):
+            raise UserError(f"{path}:{attr} has input_shape {default!r}: expected a tuple of positive ints")
+        shape = tuple(default)
     return LoadedModel(model.eval(), attr, shape)
 
 

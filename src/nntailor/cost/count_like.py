@@ -39,18 +39,16 @@ is imported or run), read from the installed sources of the pinned versions:
     count (so BN adds 2C per sample, a Linear adds its bias, an Embedding adds its whole table).
     ``nn.MultiheadAttention`` has a child (``out_proj``), so it is not a leaf: 0.
 ``flopcounter`` (``torch.utils.flop_counter.FlopCounterMode().get_total_flops()``)
-    2 x MACs of ``mm`` / ``addmm`` / ``bmm`` / ``baddbmm`` / ``convolution`` (bias ignored) and of the
-    CUDA SDPA kernels; nothing else.
+    2 x MACs of ``mm`` / ``addmm`` / ``bmm`` / ``baddbmm`` / ``convolution`` (bias ignored) and of
+    scaled-dot-product attention (torch 2.13 registers the CPU kernel too); nothing else.
 
 What cannot be emulated exactly from a ``Graph`` (and is left out of the tests against the real tools):
 
 * The train/eval mode is not captured: fvcore prices a training-mode BatchNorm as 5x numel. We assume
   ``model.eval()`` (thop and ptflops force it; the published figures use it).
-* ``nn.Upsample``'s mode and scale and ``nn.Softmax``'s dim are not attributes the capture keeps: we assume
-  mode "nearest" (the default; ``UpsamplingBilinear2d`` is recognised by name) and dim -1, and price
-  ptflops' ``F.interpolate`` inside ``nn.Upsample`` as the output numel (exact for integer scales). So a
-  bilinear ``nn.Upsample`` is wrong for fvcore (x4) and thop (x11), and ``nn.Softmax(dim=1)`` on a 3-d
-  input is wrong for thop. The rules read ``attrs["mode"]`` / ``attrs["dim"]`` if the capture adds them.
+* ``nn.Upsample``'s mode and scale and ``nn.Softmax``'s dim come from the capture's ``attrs`` (mode, dim,
+  scale_factor); ptflops' ``F.interpolate`` inside ``nn.Upsample`` is priced as the output numel (exact
+  for integer scales).
 * fvcore raises on a matrix-vector product (``matmul_flop_jit`` indexes ``b[-2]``); we price it 0.
 * Whether a tensor is contiguous is not captured: aten's ``linear`` uses ``addmm`` (bias counted by
   ptflops_aten) only for contiguous inputs; we assume contiguous, except for a batch-first
@@ -58,8 +56,7 @@ What cannot be emulated exactly from a ``Graph`` (and is left out of the tests a
 * ``nn.MultiheadAttention``: we assume the slow path (grad enabled), ``need_weights=True`` (the default)
   and no masks. With ``need_weights=False`` the attention core (QK^T, AV) goes through SDPA instead of
   two ``bmm``, which no tool but ptflops' module hook prices.
-* SDPA: emulates a CPU run, where ``FlopCounterMode`` sees ``_scaled_dot_product_flash_attention_for_cpu``,
-  which it has no formula for (0). On CUDA it would count 2 x 2 x B x H x L x S x D.
+* SDPA: fvcore, thop and ptflops price none of it on CPU; ``FlopCounterMode`` counts 2 x B x H x L x S x (E + E_v).
 * einsum with 3+ operands: aten contracts left to right (``opt_einsum`` absent); we follow the same order.
 * A custom module that is a leaf for the capture but has children (or the reverse) is seen differently by
   torchinfo, and a subclass of ``nn.Conv2d`` gets no hook in thop/ptflops (exact-type lookup), while our
@@ -141,8 +138,10 @@ def _conv_aten_macs(layer: Layer) -> int:
     The positions are the output's, or the *input's* for a transposed conv (that is the scatter form).
     """
     x, out = layer.input_shape, layer.output_shape
-    positions = (x if layer.op == "conv_transpose" else out)[2:]
-    return x[0] * _prod(_conv_weight_shape(layer)) * _prod(positions)
+    weight = _conv_weight_shape(layer)
+    unbatched = len(x) == len(weight) - 1  # (C, H, W) into a 2-D conv: batch 1, positions after dim 0
+    positions = (x if layer.op == "conv_transpose" else out)[1 if unbatched else 2:]
+    return (1 if unbatched else x[0]) * _prod(weight) * _prod(positions)
 
 
 def _linear_features(layer: Layer) -> tuple[int, int, bool]:
@@ -310,7 +309,7 @@ def _einsum_labels(equation: str, shapes: list[Shape]) -> tuple[list[dict[str, i
     return operands, output
 
 
-def _einsum_dispatched_macs(layer: Layer) -> int:
+def einsum_macs(layer: Layer) -> int:
     """MACs of the ``bmm`` calls ``at::einsum`` makes, contracting left to right (``sumproduct_pair``).
 
     Per pair, a label last used here and kept by neither the output nor a later operand is summed by the
@@ -623,7 +622,7 @@ _PTFLOPS_ATEN: dict[str, Rule] = {
     "conv_transpose": _aten_conv,
     "linear": _aten_linear,
     "matmul": _matmul_dispatched_macs,  # at::matmul -> mm / bmm: matmul_flop, bmm_flop
-    "einsum": _einsum_dispatched_macs,
+    "einsum": einsum_macs,
     "attention": lambda layer: _mha_macs(layer) + _mha_addmm_bias(layer),
     # sdpa on CPU: aten._scaled_dot_product_flash_attention_for_cpu, not in ATEN_OPS_MAPPING.
 }
@@ -665,9 +664,11 @@ _FLOPCOUNTER: dict[str, Rule] = {
     "conv_transpose": lambda layer: 2 * _conv_aten_macs(layer),
     "linear": _flopcounter_linear,
     "matmul": lambda layer: 2 * _matmul_dispatched_macs(layer),
-    "einsum": lambda layer: 2 * _einsum_dispatched_macs(layer),
+    "einsum": lambda layer: 2 * einsum_macs(layer),
     "attention": lambda layer: 2 * _mha_macs(layer),
-    # sdpa: see _PTFLOPS_ATEN -- the CPU kernel has no registered formula.
+    # sdpa_flop_count (torch 2.13 counts the CPU kernel too): 2 x b x h x L x S x (E + E_v)
+    "sdpa": lambda layer: 2 * _prod(layer.input_shapes[0][:-1]) * layer.input_shapes[1][-2]
+    * (layer.input_shapes[0][-1] + layer.input_shapes[2][-1]),
 }
 
 _RULES: Mapping[str, Mapping[str, Rule]] = {

@@ -32,7 +32,7 @@ class Traffic:
 
 
 def traffic(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int) -> Traffic:
-    w_bytes = metrics.weight_bytes(layer, w_bits)
+    w_bytes = metrics.weight_bytes(layer, w_bits, shared=True)  # a shared module reads its weights again
     in_elems, out_elems = metrics.act_elements(layer)
     if layer.op == "embedding":  # only the looked-up rows are read
         w_bytes = min(w_bytes, out_elems * w_bits // 8)
@@ -55,20 +55,25 @@ def layer_energy(
     *,
     model: str | None = None,
     mac_count: int | None = None,
+    ops: int | None = None,
+    moved: Traffic | None = None,
 ) -> dict[str, float]:
-    """Energy in pJ split into ``compute`` and one entry per memory level (``opal``: ``memory``)."""
+    """Energy in pJ split into ``compute`` and one entry per memory level (``opal``: ``memory``).
+
+    ``mac_count``, ``ops`` and ``moved`` may be passed in when the caller has them already.
+    """
     dtype = dtype_for_bits(max(w_bits, a_bits))
     mac_count = metrics.macs(layer) if mac_count is None else mac_count
-    ops = metrics.other_ops(layer)
+    ops = metrics.other_ops(layer) if ops is None else ops
     model = model or target.energy.model
     if model == "opal":
         in_elems, out_elems = metrics.act_elements(layer)
         unit = target.energy.mac(dtype)
         return {
             "compute": mac_count * unit,
-            "memory": OPAL_MEMORY_WEIGHT * (layer.params + in_elems + out_elems) * unit,
+            "memory": OPAL_MEMORY_WEIGHT * (layer.weight_numel + in_elems + out_elems) * unit,
         }
-    t = traffic(layer, target, w_bits, a_bits, mac_count)
+    t = moved or traffic(layer, target, w_bits, a_bits, mac_count)
     parts = {"compute": mac_count * target.energy.mac(dtype) + ops * target.energy.op(dtype)}
     for mem in target.memories:
         parts[mem.name] = t.reads[mem.name] * mem.read_pj_per_byte + t.writes[mem.name] * mem.write_pj

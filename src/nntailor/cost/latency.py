@@ -28,13 +28,15 @@ class Timing:
         return self.cycles / target.clock_hz
 
 
-def layer_timing(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int, t: Traffic) -> Timing:
+def layer_timing(
+    layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int, t: Traffic, ops: int | None = None
+) -> Timing:
     if layer.op in ALIAS_KINDS:
-        return Timing(0.0, 0.0, 0.0, "compute")
+        return Timing(0.0, 0.0, 0.0, "view")
     dtype = dtype_for_bits(max(w_bits, a_bits))
     compute = (
         mac_count * target.cycles_per_mac(metrics.op_class(layer), dtype)
-        + metrics.other_ops(layer) * target.cycles_per_op(dtype)
+        + (metrics.other_ops(layer) if ops is None else ops) * target.cycles_per_op(dtype)
         + (layer.output_numel * target.compute.cycles_per_output if mac_count else 0.0)
         + target.compute.layer_overhead_cycles
     )

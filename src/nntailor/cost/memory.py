@@ -16,8 +16,15 @@ from nntailor.graph.ops import ALIAS_KINDS
 from nntailor.graph.types import Graph
 
 
-def plan_activations(graph: Graph, act_bits: int = 8, fused: dict[str, str] | None = None) -> GreedyPlanner:
+def plan_activations(
+    graph: Graph,
+    act_bits: int = 8,
+    fused: dict[str, str] | None = None,
+    layer_act_bits: dict[str, int] | None = None,
+) -> GreedyPlanner:
+    """The arena plan; ``layer_act_bits`` gives a layer's output width when it differs (mixed precision)."""
     fused = fused_layers(graph) if fused is None else fused
+    widths = layer_act_bits or {}
     root: dict[str, str] = {}  # tensor name -> buffer that holds it
     sizes: dict[str, int] = {}
     first: dict[str, int] = {}
@@ -30,6 +37,8 @@ def plan_activations(graph: Graph, act_bits: int = 8, fused: dict[str, str] | No
 
     op_index = -1
     for layer in graph.layers:
+        if layer.attrs.get("constant"):
+            continue  # precomputed by the converter: model data, not an arena buffer
         sources = [root[i] for i in layer.inputs if i in root]
         if (layer.op in ALIAS_KINDS or layer.name in fused) and sources:
             root[layer.name] = sources[0]
@@ -38,7 +47,7 @@ def plan_activations(graph: Graph, act_bits: int = 8, fused: dict[str, str] | No
         for src in sources:
             last[src] = max(last[src], op_index)
         root[layer.name] = layer.name
-        sizes[layer.name] = math.ceil(layer.output_numel * act_bits / 8)
+        sizes[layer.name] = math.ceil(layer.output_numel * widths.get(layer.name, act_bits) / 8)
         first[layer.name] = last[layer.name] = op_index
 
     final = max(op_index, 0)

@@ -8,12 +8,12 @@ as ``other_ops`` so latency and energy still see it.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
+from nntailor.cost.count_like import einsum_macs
 from nntailor.graph.ops import ALIAS_KINDS
-from nntailor.graph.types import Layer, Shape, numel
+from nntailor.graph.types import Layer, numel
 
 # Arithmetic per output element of non-MAC ops, for pricing only (they are not MACs).
 # BN is a scale and a shift; the transcendental activations are taken as 4 ops (a table lookup or a
@@ -63,21 +63,6 @@ def _matmul_macs(layer: Layer) -> int:
     return numel(layer.output_shape) * layer.input_shapes[0][-1]
 
 
-def _einsum_macs(layer: Layer) -> int:
-    """Naive evaluation: one MAC per point of the full index space of all operands."""
-    equation = str(layer.attrs.get("arg0", ""))
-    lhs = equation.replace(" ", "").split("->")[0]
-    sizes: dict[str, int] = {}
-    for operand, shape in zip(lhs.split(","), layer.input_shapes, strict=False):
-        letters = re.sub(r"\.\.\.", "", operand)
-        for letter, dim in zip(letters, shape[len(shape) - len(letters):], strict=False):
-            sizes[letter] = dim
-    if not sizes:
-        return 0
-    ellipsis = numel(layer.output_shape) // max(1, math.prod(sizes.get(c, 1) for c in equation.split("->")[-1]))
-    return math.prod(sizes.values()) * max(1, ellipsis)
-
-
 def _attention_parts(layer: Layer) -> tuple[int, int]:
     """nn.MultiheadAttention as (projection MACs, score MACs): q, k, v and output projections multiply
     weights; QK^T and attention x V multiply two activations."""
@@ -111,7 +96,8 @@ _MAC_RULES = {
     "conv_transpose": _conv_transpose_macs,
     "linear": _linear_macs,
     "matmul": _matmul_macs,
-    "einsum": _einsum_macs,
+    # the bmm calls aten's einsum makes, left to right: what runs, and what FlopCounterMode counts
+    "einsum": einsum_macs,
     "attention": _attention_macs,
     "sdpa": _sdpa_macs,
 }
@@ -127,19 +113,19 @@ def weight_macs_fraction(layer: Layer) -> float:
     if layer.op == "attention":
         projections, scores = _attention_parts(layer)
         return projections / (projections + scores) if projections + scores else 0.0
-    return 1.0 if layer.op in ("conv", "conv_transpose", "linear") and layer.weights else 0.0
+    return 1.0 if layer.op in ("conv", "conv_transpose", "linear") and layer.all_weights else 0.0
 
 
 def nonzero_counts(layer: Layer) -> dict[str, int]:
-    """Non-zero elements of each parameter: counted once, then shared by the nz_* metrics below."""
-    return {name: int(torch.count_nonzero(w.detach())) for name, w in layer.weights.items()}
+    """Non-zero elements of each parameter the layer reads (owned or shared): counted once per analysis."""
+    return {name: int(torch.count_nonzero(w.detach())) for name, w in layer.all_weights.items()}
 
 
 def nonzero_fraction(layer: Layer, counts: dict[str, int] | None = None) -> float:
     """Fraction of the layer's multiplying weights that are not exactly zero (biases excluded)."""
     counts = nonzero_counts(layer) if counts is None else counts
     total = nonzero = 0
-    for name, w in layer.weights.items():
+    for name, w in layer.all_weights.items():
         if "bias" in name or w.dim() < 2:
             continue
         total += w.numel()
@@ -156,10 +142,6 @@ def nz_macs(layer: Layer, counts: dict[str, int] | None = None) -> int:
     return int(round(m * (1 - weighted) + m * weighted * nonzero_fraction(layer, counts)))
 
 
-def nz_params(layer: Layer, counts: dict[str, int] | None = None) -> int:
-    return sum((nonzero_counts(layer) if counts is None else counts).values())
-
-
 def other_ops(layer: Layer) -> int:
     """Arithmetic that is not a MAC: normalization, activations, pooling, element-wise, reductions."""
     out = layer.output_numel
@@ -168,7 +150,7 @@ def other_ops(layer: Layer) -> int:
     if layer.op in ("maxpool", "avgpool"):
         return out * math.prod(_kernel(layer))
     if layer.op in ("adaptive_avgpool", "adaptive_maxpool", "reduce"):
-        return layer.input_numel
+        return layer.activation_input_numel
     return 0
 
 
@@ -179,26 +161,27 @@ def param_bytes(param: torch.Tensor, name: str, bits: int, *, int32_bias: bool) 
     return math.ceil(param.numel() * bits / 8)
 
 
-def weight_bytes(layer: Layer, bits: int) -> int:
-    return sum(math.ceil(w.numel() * bits / 8) for w in layer.weights.values())
+def weight_bytes(layer: Layer, bits: int, *, shared: bool = False) -> int:
+    """Bytes of the weights the layer owns; with ``shared``, of every weight it reads (its traffic)."""
+    weights = layer.all_weights if shared else layer.weights
+    return sum(math.ceil(w.numel() * bits / 8) for w in weights.values())
 
 
 def flash_bytes(layer: Layer, bits: int) -> int:
     """Stored size as a TFLite-style integer model: weights at ``bits``, int32 biases, and one float32
     scale per output channel of quantized conv/linear weights."""
     total = sum(param_bytes(w, n, bits, int32_bias=True) for n, w in layer.weights.items())
-    if bits < 16:
-        total += sum(4 * w.shape[0] for n, w in layer.weights.items() if w.dim() >= 2 and "bias" not in n)
+    if bits < 16:  # one scale per output channel: axis 1 of a transposed conv's weight, axis 0 otherwise
+        axis = 1 if layer.op == "conv_transpose" else 0
+        total += sum(4 * w.shape[axis] for n, w in layer.weights.items() if w.dim() >= 2 and "bias" not in n)
     return total
 
 
 def act_elements(layer: Layer) -> tuple[int, int]:
-    """Activation elements read and written (alias ops move nothing)."""
+    """Activation elements read and written (alias ops move nothing; parameters are not activations)."""
     if layer.op in ALIAS_KINDS:
         return 0, 0
-    if layer.op == "embedding":  # the ids are read, the rows written
-        return layer.input_numel, layer.output_numel
-    return layer.input_numel, layer.output_numel
+    return layer.activation_input_numel, layer.output_numel
 
 
 def arith_intensity(layer: Layer) -> float:
@@ -207,7 +190,7 @@ def arith_intensity(layer: Layer) -> float:
     if not m:
         return 0.0
     reads, writes = act_elements(layer)
-    return m / (layer.params + reads + writes)
+    return m / (layer.weight_numel + reads + writes)
 
 
 def op_class(layer: Layer) -> str:
@@ -224,7 +207,3 @@ def op_class(layer: Layer) -> str:
     if layer.op in ("matmul", "einsum", "attention", "sdpa"):
         return "matmul"
     return "default"
-
-
-def shape_str(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)

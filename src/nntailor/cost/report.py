@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from nntailor.cost import metrics
+from nntailor.cost.count_like import TOOLS
 from nntailor.cost.count_like import count_like as count_like_tool
 from nntailor.cost.energy import layer_energy, traffic
 from nntailor.cost.fusion import fused_layers
@@ -56,7 +57,7 @@ class LayerCost:
     normalized_arith_intensity: float  # AI / the model's highest layer AI (Keutzer's "normalized AI", seed 004)
     w_bits: int
     a_bits: int
-    fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer
+    fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer ("constant": folded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,14 +126,11 @@ def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int, nz: int) -> L
     )
 
 
-def _folded_bias_bytes(layer: Layer, by_name: Mapping[str, Layer], fused: Mapping[str, str], bits: int) -> int:
+def _folded_bias_bytes(layer: Layer, bn_hosts: set[str], bits: int) -> int:
     """A conv without bias gains one when a BN is folded into it (int32 under integer quantization)."""
-    if "bias" in layer.weights or not layer.weights:
+    if layer.name not in bn_hosts or "bias" in layer.weights or len(layer.output_shape) < 2:
         return 0
-    for name, host in fused.items():
-        if host == layer.name and by_name[name].op == "batchnorm":
-            return layer.output_shape[1] * (4 if bits < 32 else bits // 8) if len(layer.output_shape) > 1 else 0
-    return 0
+    return layer.output_shape[1] * (4 if bits < 32 else bits // 8)
 
 
 def _over(what: str, used: int, reserve: int, memory: Memory) -> str | None:
@@ -180,6 +178,9 @@ def analyze(
     tgt = load(target)
     w_bits = _check_bits(bits, "weight")
     a_bits = _check_bits(act_bits if act_bits is not None else bits, "activation")
+    for tool in count_like:
+        if tool not in TOOLS:
+            raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
     if energy_model not in (None, "traffic", "opal"):
         raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
     for wb, ab in (layer_bits or {}).values():
@@ -199,17 +200,22 @@ def analyze(
     per_layer = layer_bits or {}
     fused = fused_layers(graph)
     by_name = {layer.name: layer for layer in graph.layers}
+    bn_hosts = {host for name, host in fused.items() if by_name[name].op == "batchnorm"}
+    act_bits_of: dict[str, int] = {}
     layers: list[LayerCost] = []
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
         counts = metrics.nonzero_counts(layer)
-        if layer.name in fused:
-            layers.append(_fused_cost(layer, fused[layer.name], wb, ab, sum(counts.values())))
+        if layer.name in fused or layer.attrs.get("constant"):
+            # folded into its host, or a constant the converter precomputes: parameters count, nothing else
+            host = fused.get(layer.name, "constant")
+            layers.append(_fused_cost(layer, host, wb, ab, sum(counts[k] for k in layer.weights)))
             continue
-        m = metrics.macs(layer)
+        act_bits_of[layer.name] = ab
+        m, ops = metrics.macs(layer), metrics.other_ops(layer)
         t = traffic(layer, tgt, wb, ab, m)
-        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=m)
-        timing = layer_timing(layer, tgt, wb, ab, m, t)
+        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=m, ops=ops, moved=t)
+        timing = layer_timing(layer, tgt, wb, ab, m, t, ops)
         reads, writes = metrics.act_elements(layer)
         layers.append(
             LayerCost(
@@ -222,12 +228,12 @@ def analyze(
                 macs=m,
                 nz_macs=metrics.nz_macs(layer, counts),
                 params=layer.params,
-                nz_params=sum(counts.values()),
-                other_ops=metrics.other_ops(layer),
+                nz_params=sum(counts[k] for k in layer.weights),
+                other_ops=ops,
                 bops=m * wb * ab,
                 weight_bytes=metrics.weight_bytes(layer, wb),
                 act_bytes=math.ceil((reads + writes) * ab / 8),
-                flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, by_name, fused, wb),
+                flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, bn_hosts, wb),
                 energy_pj=sum(energy.values()),
                 energy_breakdown_pj=energy,
                 latency_s=timing.seconds(tgt),
@@ -243,7 +249,7 @@ def analyze(
     top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
     for lc in layers:
         lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
-    arena = plan_activations(graph, a_bits, fused)
+    arena = plan_activations(graph, a_bits, fused, act_bits_of)
     peak = arena.peak_bytes()
     flash = sum(lc.flash_bytes for lc in layers)
     breakdown: dict[str, float] = {}

@@ -169,16 +169,24 @@ def _run(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], meta: boo
 
 
 def _propagate(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], name: str) -> dict[fx.Node, Any]:
+    """Shapes on meta tensors; if that fails, one real forward on zeros, in eval mode (so BN statistics and
+    other buffers are not touched) and with every module's train/eval flag restored afterwards."""
     try:
-        return _run(root, graph, [t.to("meta") for t in inputs], meta=True)
+        return _run(root, graph, inputs, meta=True)
     except Exception:
         pass  # an op without a meta kernel or a shape rule we got wrong: one real forward on zeros decides
+    modes = {m: m.training for m in root.modules()}
+    shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
     try:
-        return _run(root, graph, inputs, meta=False)
+        real = [torch.zeros(t.shape, dtype=t.dtype) for t in inputs]
+        root.eval()
+        return _run(root, graph, real, meta=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         raise UserError(f"{name} does not run on input shape {shapes}: {first}") from exc
+    finally:
+        for module, training in modes.items():
+            module.training = training
 
 
 def _module_attrs(module: nn.Module) -> dict[str, Any]:
@@ -228,7 +236,7 @@ def capture(
     inputs = []
     for node, shape in zip(placeholders, shapes, strict=True):
         dtype = input_dtype or (torch.long if _wants_integer_input(root, node) else torch.float32)
-        inputs.append(torch.zeros(shape, dtype=dtype))
+        inputs.append(torch.empty(shape, dtype=dtype, device="meta"))  # no memory: shapes only
     values = _propagate(root, fx_graph, inputs, name)
 
     layers: list[Layer] = []
@@ -250,20 +258,37 @@ def capture(
         producer[node] = unique("input" if len(placeholders) == 1 else f"input_{len(input_names)}")
         input_names.append(producer[node])
 
+    # Nodes that do not depend on an input (self.w.t(), self.a @ self.b) are constants: a converter folds them
+    # into the model's data. They become layers flagged "constant" (the counting tools do count them), own
+    # the parameters they read, and pass those on to the layers using them as shared (read, not recounted).
+    const_params: dict[fx.Node, dict[str, torch.Tensor]] = {}
+
     for node in fx_graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
+        arg_nodes = _arg_nodes((node.args, node.kwargs))
+        constant = not any(a in producer for a in arg_nodes)
+        if node.op == "get_attr":
+            obj = _fetch(root, str(node.target))
+            const_params[node] = {str(node.target): obj} if isinstance(obj, nn.Parameter) else {}
+            continue
+        if constant:
+            const_params[node] = {k: v for a in arg_nodes for k, v in const_params.get(a, {}).items()}
         value = values.get(node)
         out_tensors = _tensors(value)
-        if node.op == "get_attr":
-            continue  # parameters/buffers used directly: owned by the layer that consumes them
         if not out_tensors or (node.op == "call_method" and node.target in SHAPE_METHODS):
             continue  # shape arithmetic (x.size(0) and friends): no tensor, no cost
+        if node.op == "call_module" and constant:
+            const_params[node] = {}  # a module run on constants only: its own parameters, below
 
-        arg_nodes = _arg_nodes((node.args, node.kwargs))
-        in_shapes = [tuple(t.shape) for a in arg_nodes for t in _tensors(values.get(a))]
+        in_shapes: list[Shape] = []
+        const_inputs: list[int] = []
+        for a in arg_nodes:
+            for t in _tensors(values.get(a)):
+                if a not in producer:
+                    const_inputs.append(len(in_shapes))
+                in_shapes.append(tuple(t.shape))
         inputs_from = [producer[a] for a in arg_nodes if a in producer]
-        weights: dict[str, torch.Tensor] = {}
         stack = node.meta.get("nn_module_stack") or {}
         module_path = next(reversed(stack.values()))[0] if stack else ""
 
@@ -285,6 +310,8 @@ def capture(
             if node.op == "call_function":
                 kind = function_kind(node.target)
                 target = callable_name(node.target)
+                if kind == "getitem" and isinstance(values.get(node.args[0]), torch.Tensor):
+                    kind = "slice"  # indexing a tensor copies (TFLite StridedSlice / Gather), unlike tuple unpacking
             else:  # call_method
                 kind = method_kind(str(node.target))
                 target = f"Tensor.{node.target}"
@@ -292,16 +319,22 @@ def capture(
             attrs = _const_args(node)
             candidates = {}
             for a in arg_nodes:
-                if a.op == "get_attr":
-                    obj = _fetch(root, str(a.target))
-                    if isinstance(obj, nn.Parameter):
-                        candidates[str(a.target)] = obj
+                candidates.update(const_params.get(a, {}))
+        weights: dict[str, torch.Tensor] = {}
+        shared: dict[str, torch.Tensor] = {}
         for key, p in candidates.items():
-            if id(p) not in seen_params:
+            if id(p) in seen_params:
+                shared[key] = p  # priced again (traffic), counted once (params, flash)
+            else:
                 seen_params.add(id(p))
                 weights[key] = p
         if node.op == "call_module" and module_calls[module_path] > 1:
             attrs["shared"] = True
+        if const_inputs:
+            attrs["const_inputs"] = tuple(const_inputs)
+        if constant:
+            attrs["constant"] = True
+            const_params[node] = {**shared, **weights}
 
         layer = Layer(
             name=layer_name,
@@ -313,9 +346,11 @@ def capture(
             inputs=inputs_from,
             attrs=attrs,
             weights=weights,
+            shared_weights=shared,
         )
         layers.append(layer)
-        producer[node] = layer_name
+        if not constant:
+            producer[node] = layer_name
 
     output_node = next(n for n in fx_graph.nodes if n.op == "output")
     output_names = [producer[n] for n in _arg_nodes(output_node.args) if n in producer]

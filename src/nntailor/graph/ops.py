@@ -24,7 +24,7 @@ NORM_KINDS = frozenset({"batchnorm", "layernorm", "groupnorm", "lrn"})
 POOL_KINDS = frozenset({"maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool"})
 ELEMENTWISE_KINDS = frozenset({"add", "mul", "div"})
 # Data movement with a new buffer but no arithmetic (ShiftNet's shift is the point of the paper).
-MOVE_KINDS = frozenset({"permute", "cat", "pad", "shuffle", "shift", "upsample", "embedding"})
+MOVE_KINDS = frozenset({"permute", "cat", "pad", "shuffle", "shift", "upsample", "embedding", "slice"})
 REDUCE_KINDS = frozenset({"reduce"})
 
 OP_KINDS = (

@@ -115,8 +115,8 @@ def _accepts(module: nn.Module, x: Shape) -> bool:
 
 def module_output_shape(module: nn.Module, kind: str | None, x: Shape) -> Shape | None:
     """The output shape of ``module`` on an input of shape ``x``, or None when there is no rule."""
-    if not _accepts(module, x):
-        return None
+    if not _accepts(module, x) or getattr(module, "return_indices", False):
+        return None  # a (values, indices) tuple: let meta execution build it
     rule = _RULES.get(type(module))
     if rule is not None:
         shape = rule(module, x)

@@ -39,6 +39,9 @@ class Layer:
     # Empty on the second and later calls of a shared module, so that totals count each parameter once.
     # Layers are built once by capture and not mutated after: the counts below are cached.
     weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Parameters this layer uses that an earlier layer owns (a shared module called again, tied weights):
+    # they cost traffic and energy again, but are not counted again in params or flash.
+    shared_weights: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def output_shape(self) -> Shape:
@@ -59,6 +62,22 @@ class Layer:
     @cached_property
     def input_numel(self) -> int:
         return sum(numel(s) for s in self.input_shapes)
+
+    @cached_property
+    def activation_input_numel(self) -> int:
+        """Elements read from activations: operands that are constants (parameters) excluded."""
+        const = set(self.attrs.get("const_inputs", ()))
+        return sum(numel(s) for i, s in enumerate(self.input_shapes) if i not in const)
+
+    @cached_property
+    def weight_numel(self) -> int:
+        """Elements of every parameter the layer reads, owned or shared."""
+        return sum(t.numel() for t in self.all_weights.values())
+
+    @property
+    def all_weights(self) -> dict[str, torch.Tensor]:
+        """Every parameter the layer reads, owned or shared: what its traffic is made of."""
+        return {**self.shared_weights, **self.weights}
 
 
 @dataclass

@@ -30,8 +30,8 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for layer in result["layers"]:
-            if layer["op"] in ("reshape", "getitem", "split", "identity") or layer.get("fused_into"):
-                continue  # views and folded/fused layers: no work, no buffer of their own
+            if layer["bound"] == "view" or layer.get("fused_into"):
+                continue  # views and folded/fused/constant layers: no work, no buffer of their own
             table.add_row(
                 layer["name"], layer["op"], "x".join(map(str, layer["output_shape"])),
                 format_count(layer["macs"]), format_count(layer["params"]), format_bytes(layer["act_bytes"]),

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from nntailor.errors import UserError
+
 DType = Literal["int8", "int16", "int32", "fp16", "fp32"]
 Role = Literal["weights", "inputs", "outputs"]
 
@@ -74,7 +76,7 @@ class Compute(_Strict):
 
     pes: PositiveInt = 1
     cycles_per_mac: dict[str, dict[DType, PositiveFloat]]
-    cycles_per_op: dict[DType, PositiveFloat] = Field(default_factory=lambda: {"int8": 1.0, "fp32": 1.0})
+    cycles_per_op: dict[DType, PositiveFloat] = Field(default_factory=lambda: {"int8": 1.0, "fp32": 1.0}, min_length=1)
     # Per output element of a conv/linear: bias, requantization (TFLM's MultiplyByQuantizedMultiplier), clamp,
     # store. It is why layers with few input channels cost more per MAC on an MCU.
     cycles_per_output: float = Field(default=0.0, ge=0)
@@ -115,7 +117,7 @@ class Energy(_Strict):
 def _lookup(table: dict[str, float], dtype: str, where: str) -> float:
     if dtype in table:
         return table[dtype]
-    raise KeyError(f"{where} has no entry for {dtype}")
+    raise UserError(f"the target's {where} has no entry for {dtype} (it has {', '.join(table) or 'none'})")
 
 
 class Target(_Strict):
@@ -145,12 +147,6 @@ class Target(_Strict):
     def home(self, role: Literal["weights", "activations"]) -> Memory:
         """The memory a tensor kind lives in between inferences (flash for weights on an MCU)."""
         return next(m for m in self.memories if role in m.holds)
-
-    def memory(self, name: str) -> Memory:
-        for m in self.memories:
-            if m.name == name:
-                return m
-        raise KeyError(name)
 
     def cycles_per_mac(self, op_class: str, dtype: str) -> float:
         table = self.compute.cycles_per_mac.get(op_class) or self.compute.cycles_per_mac["default"]
