@@ -225,3 +225,17 @@ def test_shape_formulas_match_eager(module, shape):
     expected = tuple(module(torch.zeros(shape)).shape)
     assert module_output_shape(module, module_kind(module), shape) == expected
     assert capture(module, shape).layers[0].output_shape == expected
+
+
+def test_register_module_op_prices_a_custom_module_as_one_op():
+    from nntailor.graph import register_module_op
+
+    class Swish(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    assert [layer.op for layer in capture(nn.Sequential(Swish()), (1, 4))] == ["sigmoid", "mul"]
+    register_module_op(Swish, "silu")
+    assert [layer.op for layer in capture(nn.Sequential(Swish()), (1, 4))] == ["silu"]
+    with pytest.raises(ValueError, match="unknown op kind"):
+        register_module_op(Swish, "swishy")

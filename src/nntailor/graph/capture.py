@@ -26,16 +26,13 @@ from nntailor.graph.ops import (
 from nntailor.graph.shapes import SAME_SHAPE_KINDS, module_output_shape
 from nntailor.graph.types import Graph, Layer, Shape
 
-_MODULE_ATTRS = (
+_MODULE_ATTRS = frozenset({
     "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
     "in_features", "out_features", "num_features", "affine", "eps", "normalized_shape",
     "elementwise_affine", "output_size", "embed_dim", "num_heads", "kdim", "vdim", "batch_first",
     "num_embeddings", "embedding_dim", "output_padding", "num_groups", "ceil_mode", "mode", "dim",
     "scale_factor",
-)
-
-
-_MISSING = object()
+})
 
 
 class _Tracer(fx.Tracer):
@@ -193,9 +190,9 @@ def _module_attrs(module: nn.Module) -> dict[str, Any]:
     # vars(), not hasattr(): a missing name on nn.Module goes through __getattr__ and an exception, per key
     fields = vars(module)
     attrs: dict[str, Any] = {}
-    for key in _MODULE_ATTRS:
-        value = fields.get(key, _MISSING)
-        if value is not _MISSING and (isinstance(value, int | float | bool | str | tuple | list) or value is None):
+    for key in _MODULE_ATTRS.intersection(fields):
+        value = fields[key]
+        if isinstance(value, int | float | bool | str | tuple | list) or value is None:
             attrs[key] = tuple(value) if isinstance(value, list) else value
     params = module._parameters
     attrs["bias"] = params.get("bias") is not None or params.get("in_proj_bias") is not None

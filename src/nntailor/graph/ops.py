@@ -6,6 +6,7 @@ tables becomes kind "other": it is listed in the report by module path and op, n
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 
@@ -102,6 +103,7 @@ def register_module_op(cls: type[nn.Module], kind: str) -> None:
     if kind not in OP_KINDS:
         raise ValueError(f"unknown op kind {kind!r}; valid: {sorted(OP_KINDS)}")
     _custom_module_kinds[cls] = kind
+    _class_kind.cache_clear()
 
 
 def module_kind(module: nn.Module) -> str | None:
@@ -109,14 +111,19 @@ def module_kind(module: nn.Module) -> str | None:
 
     A module class may declare ``op_kind = "shift"`` (for example) to be priced as that kind.
     """
-    kind = getattr(type(module), "op_kind", None)
+    return _class_kind(type(module))
+
+
+@functools.cache
+def _class_kind(cls: type) -> str | None:
+    kind = getattr(cls, "op_kind", None)
     if isinstance(kind, str) and kind in OP_KINDS:
         return kind
-    for cls in type(module).__mro__:
-        if cls in _custom_module_kinds:
-            return _custom_module_kinds[cls]
-        if cls in MODULE_KINDS:
-            return MODULE_KINDS[cls]
+    for base in cls.__mro__:
+        if base in _custom_module_kinds:
+            return _custom_module_kinds[base]
+        if base in MODULE_KINDS:
+            return MODULE_KINDS[base]
     return None
 
 
