@@ -4,8 +4,10 @@ from nntailor.compress.base import CompressConfig, apply, config_from_dict, regi
 from nntailor.compress.fold import FoldBNConfig, fold_bn
 from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
 from nntailor.compress.schedules import Schedule
+from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
-    "CompressConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply",
-    "config_from_dict", "fold_bn", "prune", "register", "sparsity", "steps", "walk",
+    "ChannelPruneConfig", "CompressConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig",
+    "Schedule", "apply",
+    "config_from_dict", "fold_bn", "prune", "prune_channels", "register", "sparsity", "steps", "walk",
 ]
