@@ -8,7 +8,9 @@ list of ``{step: prune, sparsity: 0.9}`` validates field by field.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch.nn as nn
@@ -25,9 +27,26 @@ class CompressConfig(BaseModel):
     step: str
 
 
+@dataclass
+class Context:
+    """What some techniques need beyond the model: data (OBD's Hessian, calibration), shapes, the chip."""
+
+    train: Any = None  # a torch Dataset
+    test: Any = None
+    input_shape: tuple[int, ...] | None = None
+    target: Any = None  # a Target or catalog name
+    seed: int = 0
+
+    def need_train(self, technique: str) -> Any:
+        if self.train is None:
+            raise UserError(f"{technique} needs training data (--data, or Context(train=...))")
+        return self.train
+
+
 C = TypeVar("C", bound=CompressConfig)
 Handler = Callable[[nn.Module, Any], nn.Module]
 _HANDLERS: dict[type[CompressConfig], Handler] = {}
+_WANTS_CONTEXT: set[type[CompressConfig]] = set()
 _STEPS: dict[str, type[CompressConfig]] = {}
 
 
@@ -39,17 +58,21 @@ def register(config_type: type[C]) -> Callable[[TypedHandler], TypedHandler]:
 
     def decorate(handler: TypedHandler) -> TypedHandler:
         _HANDLERS[config_type] = handler
+        if "context" in inspect.signature(handler).parameters:
+            _WANTS_CONTEXT.add(config_type)
         _STEPS[config_type.model_fields["step"].default] = config_type
         return handler
 
     return decorate
 
 
-def apply(model: nn.Module, config: CompressConfig) -> nn.Module:
+def apply(model: nn.Module, config: CompressConfig, context: Context | None = None) -> nn.Module:
     """Run the technique ``config`` names on ``model``; returns the (possibly new) model."""
     handler = _HANDLERS.get(type(config))
     if handler is None:
         raise UserError(f"no technique is registered for {type(config).__name__}")
+    if type(config) in _WANTS_CONTEXT:
+        return handler(model, config, context=context or Context())
     return handler(model, config)
 
 

@@ -1,4 +1,5 @@
-"""Unstructured, N:M and block pruning by magnitude (Han et al. 2015; NVIDIA's 2:4), per layer or global.
+"""Unstructured, N:M and block pruning, per layer or global, by magnitude (Han et al. 2015) or by Optimal
+Brain Damage saliency (LeCun et al. 1990, seed 002: s_k = 1/2 h_kk w_k^2, h_kk from the loss's Hessian).
 
 Pruning zeroes weights in place. The mask of a pruned layer is exactly "weight != 0", so it needs no
 state of its own: ``MaskHook`` re-derives it when fine-tuning starts (also after a resume from a
@@ -15,8 +16,10 @@ from typing import Literal
 import torch
 import torch.nn as nn
 from pydantic import Field, field_validator, model_validator
+from torch.utils.data import DataLoader
 
-from nntailor.compress.base import CompressConfig, register
+from nntailor.compress.base import CompressConfig, Context, register
+from nntailor.compress.hessian import hessian_diagonal
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
 from nntailor.train import TrainHook
@@ -36,6 +39,10 @@ class PruneConfig(CompressConfig):
     block: tuple[int, int] = (1, 4)  # rows x input columns zeroed together
     layers: list[str] | None = None  # fnmatch patterns of module paths; default: every conv and linear
     exclude: list[str] = Field(default_factory=list)
+    criterion: Literal["magnitude", "obd"] = "magnitude"
+    hessian_samples: int = Field(default=8, ge=1)  # OBD: Rademacher vectors per batch (Hutchinson)
+    hessian_batches: int = Field(default=4, ge=1)  # OBD: batches of training data the Hessian is averaged over
+    batch_size: int = Field(default=128, ge=1)
 
     @field_validator("sparsity")
     @classmethod
@@ -73,72 +80,88 @@ def _layer_sparsity(config: PruneConfig, name: str) -> float:
     return 0.0
 
 
-def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep the largest |w|: exactly round(sparsity x numel) weights are zeroed (ties by position)."""
-    k = int(round(sparsity * weight.numel()))
-    mask = torch.ones_like(weight, dtype=torch.bool)
+def magnitude_mask(score: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Keep the largest scores (|w| for magnitude): exactly round(sparsity x numel) go (ties by position)."""
+    k = int(round(sparsity * score.numel()))
+    mask = torch.ones_like(score, dtype=torch.bool)
     if k:
-        drop = torch.argsort(weight.detach().abs().flatten(), stable=True)[:k]
+        drop = torch.argsort(score.detach().flatten(), stable=True)[:k]
         mask.view(-1)[drop] = False
     return mask
 
 
-def nm_mask(weight: torch.Tensor, n: int, m: int, name: str = "layer") -> torch.Tensor:
+def nm_mask(score: torch.Tensor, n: int, m: int, name: str = "layer") -> torch.Tensor:
     """N:M along the input dimension (the reduction axis of the dot product, as sparse tensor cores use it)."""
-    w = weight.detach()
+    w = score.detach()
     rows = w.reshape(w.shape[0], -1) if w.dim() > 1 else w.reshape(1, -1)
     if rows.shape[1] % m:
         raise UserError(f"N:M {n}:{m} needs the input dimension of {name} ({rows.shape[1]}) to be a multiple of {m}")
-    groups = rows.abs().reshape(rows.shape[0], -1, m)
+    groups = rows.reshape(rows.shape[0], -1, m)
     keep = torch.topk(groups, n, dim=-1).indices
     mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
     return mask.reshape(w.shape)
 
 
-def block_mask(weight: torch.Tensor, sparsity: float, block: tuple[int, int], name: str = "layer") -> torch.Tensor:
-    """Zero whole (rows x cols) blocks of the 2-D weight view, smallest L1 norm first."""
-    w = weight.detach()
+def block_mask(score: torch.Tensor, sparsity: float, block: tuple[int, int], name: str = "layer") -> torch.Tensor:
+    """Zero whole (rows x cols) blocks of the 2-D weight view, smallest summed score (L1 norm) first."""
+    w = score.detach()
     rows = w.reshape(w.shape[0], -1)
     br, bc = block
     if rows.shape[0] % br or rows.shape[1] % bc:
         raise UserError(f"block {br}x{bc} does not tile {name}'s weight of {tuple(rows.shape)}")
-    norms = rows.abs().reshape(rows.shape[0] // br, br, rows.shape[1] // bc, bc).sum(dim=(1, 3))
+    norms = rows.reshape(rows.shape[0] // br, br, rows.shape[1] // bc, bc).sum(dim=(1, 3))
     block_keep = magnitude_mask(norms, sparsity)
     mask = block_keep.repeat_interleave(br, 0).repeat_interleave(bc, 1)
     return mask.reshape(w.shape)
 
 
-def _global_threshold_masks(layers: list[tuple[str, nn.Module]], config: PruneConfig) -> dict[str, torch.Tensor]:
-    """One magnitude threshold over all layers together: exactly round(s x total) weights go."""
+def _global_threshold_masks(scores: dict[str, torch.Tensor], config: PruneConfig) -> dict[str, torch.Tensor]:
+    """One threshold over all layers together: exactly round(s x total) weights go."""
     sparsity = float(config.sparsity) if not isinstance(config.sparsity, dict) else None
     if sparsity is None:
         raise UserError("global pruning takes one sparsity, not a per-layer mapping")
-    flat = torch.cat([m.weight.detach().abs().flatten() for _, m in layers])
+    flat = torch.cat([score.flatten() for score in scores.values()])
     k = int(round(sparsity * flat.numel()))
     keep = torch.ones_like(flat, dtype=torch.bool)
     if k:
         keep[torch.argsort(flat, stable=True)[:k]] = False
     masks, start = {}, 0
-    for name, module in layers:
-        n = module.weight.numel()
-        masks[name] = keep[start : start + n].view_as(module.weight)
-        start += n
+    for name, score in scores.items():
+        masks[name] = keep[start : start + score.numel()].view_as(score)
+        start += score.numel()
     return masks
 
 
-def masks_for(model: nn.Module, config: PruneConfig) -> dict[str, torch.Tensor]:
+def obd_saliency(model: nn.Module, layers: list[tuple[str, nn.Module]], config: PruneConfig,
+                 context: Context) -> dict[str, torch.Tensor]:
+    """s_k = 1/2 h_kk w_k^2 with diag(H) of the training loss (Hutchinson, seeded)."""
+    train = context.need_train("OBD pruning")
+    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(context.seed))
+    batches = [batch for _, batch in zip(range(config.hessian_batches), loader, strict=False)]
+    params = [m.weight for _, m in layers]
+    diag = hessian_diagonal(model, params, batches, samples=config.hessian_samples,
+                            generator=torch.Generator().manual_seed(context.seed))
+    return {name: 0.5 * h * m.weight.detach() ** 2 for (name, m), h in zip(layers, diag, strict=True)}
+
+
+def masks_for(model: nn.Module, config: PruneConfig, context: Context | None = None) -> dict[str, torch.Tensor]:
     layers = list(prunable_layers(model, config))
     if not layers:
         raise UserError("no conv or linear layer matches the pruning step's layers/exclude")
+    if config.criterion == "obd":
+        scores = obd_saliency(model, layers, config, context or Context())
+    else:
+        scores = {name: m.weight.detach().abs() for name, m in layers}
     if config.granularity == "nm":
-        return {name: nm_mask(m.weight, config.n, config.m, name) for name, m in layers}
+        return {name: nm_mask(scores[name], config.n, config.m, name) for name in scores}
     if config.scope == "global":
         if config.granularity != "unstructured":
             raise UserError("global scope is for unstructured pruning")
-        return _global_threshold_masks(layers, config)
+        return _global_threshold_masks(scores, config)
     if config.granularity == "block":
-        return {name: block_mask(m.weight, _layer_sparsity(config, name), config.block, name) for name, m in layers}
-    return {name: magnitude_mask(m.weight, _layer_sparsity(config, name)) for name, m in layers}
+        return {name: block_mask(scores[name], _layer_sparsity(config, name), config.block, name) for name in scores}
+    return {name: magnitude_mask(scores[name], _layer_sparsity(config, name)) for name in scores}
 
 
 @torch.no_grad()
@@ -149,9 +172,9 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 
 @register(PruneConfig)
-def prune(model: nn.Module, config: PruneConfig = PruneConfig()) -> nn.Module:
-    """Zero weights by magnitude as ``config`` says; weights already zero stay zero (masks compose)."""
-    masks = masks_for(model, config)
+def prune(model: nn.Module, config: PruneConfig = PruneConfig(), context: Context | None = None) -> nn.Module:
+    """Zero weights as ``config`` says; weights already zero stay zero (masks compose)."""
+    masks = masks_for(model, config, context)
     for name, mask in masks.items():  # a weight pruned earlier never comes back
         masks[name] = mask & (model.get_submodule(name).weight.detach() != 0)
     apply_masks(model, masks)

@@ -1,0 +1,63 @@
+"""Second-order information of the loss: Hessian-vector products and the Hessian diagonal.
+
+Pure maths over a model, a loss and batches: OBD's saliency here, HAWQ's traces and eigenvalues later.
+Hutchinson (1990): for Rademacher z (entries +-1), E[z * Hz] = diag(H) and E[z^T H z] = Tr(H); Hz is a
+second backward pass through the gradient (Pearlmutter 1994), so H is never formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def hvp(loss: torch.Tensor, params: Sequence[torch.Tensor], vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, vectors, strict=True))
+    return list(torch.autograd.grad(dot, params, retain_graph=True))
+
+
+def hessian_diagonal(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    samples: int = 16,
+    exact: bool = False,
+    loss_fn: Loss = cross_entropy,
+    generator: torch.Generator | None = None,
+) -> list[torch.Tensor]:
+    """diag(H) of the mean loss over ``batches`` for each tensor in ``params``.
+
+    Hutchinson with ``samples`` Rademacher vectors per batch, or, with ``exact``, one HVP per element (unit
+    vectors): exact, and only sensible for small networks.
+    """
+    was_training = model.training
+    model.eval()  # BN statistics and dropout fixed: the Hessian of the deployed function
+    diag = [torch.zeros_like(p) for p in params]
+    n_batches = 0
+    for x, y in batches:
+        n_batches += 1
+        loss = loss_fn(model, x, y)
+        if exact:
+            for i, p in enumerate(params):
+                for j in range(p.numel()):
+                    e = [torch.zeros_like(q) for q in params]
+                    e[i].view(-1)[j] = 1.0
+                    diag[i].view(-1)[j] += hvp(loss, params, e)[i].view(-1)[j]
+            continue
+        for _ in range(samples):
+            z = [torch.randint(0, 2, p.shape, generator=generator).to(p.dtype) * 2 - 1 for p in params]
+            hz = hvp(loss, params, z)
+            for d, zi, hzi in zip(diag, z, hz, strict=True):
+                d += (zi * hzi).detach() / samples
+    model.train(was_training)
+    return [d / max(n_batches, 1) for d in diag]
