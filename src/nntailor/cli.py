@@ -5,16 +5,14 @@ User errors print one line ``error: ...`` on stderr and exit 2; ``--debug`` show
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
+from nntailor.atomic import write_json_atomic
 from nntailor.errors import UserError
 
 app = typer.Typer(
@@ -26,26 +24,6 @@ app = typer.Typer(
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     """--debug is read by main() wherever it stands on the line; declared here for --help."""
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write to a temporary file beside ``path`` and rename: an interrupt never leaves half a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @app.command()
@@ -92,6 +70,36 @@ def analyze(
     if json_out:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+def compress(
+    model: str = typer.Argument(..., help="zoo:NAME[?key=value&...] or path/to/file.py:factory_or_class"),
+    recipe: Path = typer.Option(..., "--recipe", "-r", help="YAML list of steps."),
+    data: str = typer.Option(..., "--data", "-d", help="digits, mnist, mnist:DIR, cifar10:DIR or a DIR."),
+    target: str = typer.Option("stm32l476", "--target", "-t", help="Catalog name or path to a target YAML."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumes if it holds a run)."),
+    bits: int = typer.Option(8, "--bits", help="Bit width the cost model prices weights and activations at."),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Compress MODEL by a recipe; write the model (safetensors), a JSON and a before/after table."""
+    from nntailor.compress.recipe import load_recipe
+    from nntailor.data import load_dataset
+    from nntailor.models import load_model
+    from nntailor.report.terminal import render_compression
+    from nntailor.run_compress import compress_model
+    from nntailor.targets import load as load_target
+
+    # everything a user can get wrong is checked before any training starts
+    tgt = load_target(target)
+    steps = load_recipe(recipe)
+    datasets = load_dataset(data, seed=seed)
+    loaded = load_model(model)
+    result = compress_model(loaded.model, steps, datasets, tgt, out, bits=bits, seed=seed, progress=progress,
+                            name=loaded.name)
+    render_compression(result, _console())
+    _console().print(f"wrote {out / 'model.safetensors'} and {out / 'compress.json'}")
 
 
 @app.command()

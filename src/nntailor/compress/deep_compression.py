@@ -86,3 +86,18 @@ def storage_table(model: nn.Module, relative_bits: dict[str, int] | int = 5) -> 
         "compression_rate_huffman": original / huff,
         "kept_pct": 100 * sum(r.weights * r.kept_pct / 100 for r in rows) / max(sum(r.weights for r in rows), 1),
     }
+
+
+def sparse_bytes(model: nn.Module, value_bits: int = 32) -> int:
+    """Smallest of dense, bitmask and CSR storage per conv/linear layer (values at ``value_bits``), plus
+    everything else at 32 bits: the stored size of a pruned but not weight-shared model."""
+    from nntailor.compress.storage import bitmask_bits, csr_bits
+
+    total = 0
+    counted = 0
+    for _, module in prunable_layers(model):
+        w = module.weight.detach().reshape(module.weight.shape[0], -1).numpy()
+        total += min(w.size * value_bits, bitmask_bits(w, value_bits), csr_bits(w, value_bits))
+        counted += w.size
+    total += 32 * (sum(p.numel() for p in model.parameters()) - counted)
+    return -(-total // 8)

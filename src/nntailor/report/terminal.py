@@ -69,3 +69,30 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
     else:
         verdict = f"[bold red]DOES NOT FIT[/bold red] {result['target']}: " + "; ".join(result["violations"])
         console.print(verdict, soft_wrap=True)
+
+
+def render_compression(result: dict[str, Any], console: Console) -> None:
+    """Before/after table of a compress run (``compress.json``)."""
+    before, after = result["before"], result["after"]
+    table = Table(title=f"{result['model']} on {result['data']}, priced on {result['target']}")
+    for col in ("", "before", "after", "after / before"):
+        table.add_column(col, justify="right" if col else "left")
+    rows = [
+        ("accuracy", lambda v: f"{100 * v:.2f} %"),
+        ("params", lambda v: f"{v:,}"),
+        ("nz_params", lambda v: f"{v:,}"),
+        ("macs", lambda v: f"{v:,}"),
+        ("nz_macs", lambda v: f"{v:,}"),
+        ("energy_pj", format_energy),
+        ("peak_sram_bytes", format_bytes),
+        ("flash_bytes", format_bytes),
+        ("compressed_bytes", format_bytes),
+    ]
+    for key, fmt in rows:
+        ratio = f"{after[key] / before[key]:.3f}" if before[key] else "-"
+        table.add_row(key.replace("_", " "), fmt(before[key]), fmt(after[key]), ratio)
+    console.print(table)
+    if result.get("storage"):
+        s = result["storage"]
+        console.print(f"Deep Compression storage: {format_bytes(s['original_bytes'])} -> "
+                      f"{format_bytes(s['compressed_bytes_huffman'])} ({s['compression_rate_huffman']:.1f}x)")

@@ -1,0 +1,103 @@
+"""Recipes: a YAML list of steps (techniques and fine-tunes) run in order, resumable after an interrupt.
+
+    steps:
+      - {step: finetune, epochs: 3}          # train the float baseline first, if it is untrained
+      - {step: prune, sparsity: 0.9}
+      - {step: finetune, epochs: 2}          # masks are kept automatically
+      - {step: cluster, bits: 5}
+      - {step: finetune, epochs: 1, optimizer: sgd, lr: 0.0001}   # centroids fine-tuned
+
+A fine-tune step keeps what earlier steps imposed: pruned weights stay zero (``MaskHook``) and shared
+weights stay shared (``ClusterHook``). Resuming needs no state of its own: techniques are deterministic
+(seeded) and are replayed; each fine-tune step resumes from, or skips past, its own checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch.nn as nn
+import yaml
+from pydantic import Field
+
+from nntailor.compress.base import CompressConfig, Context, apply, config_from_dict, register
+from nntailor.compress.cluster import ClusterConfig, ClusterHook
+from nntailor.compress.prune import MaskHook, current_masks
+from nntailor.errors import UserError
+from nntailor.train import TrainConfig, TrainHook, fit
+
+
+class FinetuneConfig(CompressConfig):
+    """Fine-tune with whatever constraints earlier steps left (masks, shared weights)."""
+
+    step: Literal["finetune"] = "finetune"
+    epochs: int = Field(default=1, ge=0)
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+@register(FinetuneConfig)
+def finetune(model: nn.Module, config: FinetuneConfig, context: Context | None = None) -> nn.Module:
+    """A fine-tune on its own (outside a recipe): keeps pruned weights at zero."""
+    return run_recipe(model, [config], context or Context(), progress=False)
+
+
+def load_recipe(path: str | Path) -> list[CompressConfig]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"recipe {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list) or not steps:
+        raise UserError(f"recipe {path}: expected a non-empty list of steps (or a mapping with 'steps:')")
+    return [config_from_dict(step, where=f"recipe {path} step {i + 1}") for i, step in enumerate(steps)]
+
+
+def run_recipe(
+    model: nn.Module,
+    steps: list[CompressConfig],
+    context: Context,
+    *,
+    checkpoints: Path | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, CompressConfig, nn.Module], None] | None = None,
+    start: int = 0,
+) -> nn.Module:
+    """Run ``steps`` in order; fine-tunes checkpoint into ``checkpoints/step<i>.pt`` when given.
+
+    ``start`` numbers the steps when a recipe is run in parts (checkpoint names and seeds stay the same).
+    """
+    clustered = False
+    for i, step in enumerate(steps, start=start):
+        if isinstance(step, FinetuneConfig):
+            hooks: list[TrainHook] = []
+            if clustered:
+                hooks.append(ClusterHook(model))
+            elif current_masks(model):
+                hooks.append(MaskHook(model))
+            config = TrainConfig(
+                epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, optimizer=step.optimizer,
+                weight_decay=step.weight_decay, max_steps=step.max_steps, seed=context.seed + i,
+                checkpoint=checkpoints / f"step{i + 1}.pt" if checkpoints else None, progress=progress,
+            )
+            fit(model, context.need_train("a finetune step"), config, hooks=hooks)
+        else:
+            model = apply(model, step, context)
+            clustered = clustered or isinstance(step, ClusterConfig)
+        if on_step is not None:
+            on_step(i, step, model)
+    return model
+
+
+def describe(step: CompressConfig) -> dict[str, Any]:
+    return step.model_dump(exclude_defaults=False)
