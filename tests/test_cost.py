@@ -199,3 +199,21 @@ def test_json_contract_keys():
     assert all(set(layer) >= JSON_LAYER for layer in d["layers"])
     assert d["model"] == type(model).__name__ and d["target"] == "stm32l476"
     assert isinstance(d["fits"], bool) and isinstance(d["violations"], list)
+
+
+def test_zero_skipping_targets_price_sparsity():
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    sparse = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    sparse.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        sparse[0].weight[torch.rand(256, 256) < 0.9] = 0
+    eyeriss_dense = analyze(dense, (1, 256), "eyeriss", bits=16).totals
+    eyeriss_sparse = analyze(sparse, (1, 256), "eyeriss", bits=16).totals
+    mcu_dense = analyze(dense, (1, 256), "stm32l476").totals
+    mcu_sparse = analyze(sparse, (1, 256), "stm32l476").totals
+    assert eyeriss_sparse["energy_pj"] < 0.4 * eyeriss_dense["energy_pj"]  # MACs and weight traffic skip zeros
+    assert mcu_sparse["energy_pj"] == pytest.approx(mcu_dense["energy_pj"])  # TFLM runs dense
+    # a dense layer on a zero-skipping chip pays no index overhead: weights move at 16 bits each
+    fc = analyze(nn.Linear(256, 10, bias=False), (1, 256), "eyeriss", bits=16).layers[0]
+    assert fc.energy_breakdown_pj["dram"] == pytest.approx(100.0 * (2 * 2560 + 2 * 256 + 2 * 10))

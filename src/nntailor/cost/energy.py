@@ -31,8 +31,16 @@ class Traffic:
         return self.reads.get(level, 0.0) + self.writes.get(level, 0.0)
 
 
-def traffic(layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int) -> Traffic:
+def traffic(
+    layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int,
+    nonzero_counts: dict[str, int] | None = None,
+) -> Traffic:
+    """Bytes moved per memory level. With ``nonzero_counts`` (zero-skipping targets) weights move compressed:
+    each non-zero with its ``sparse_index_bits`` index."""
     w_bytes = metrics.weight_bytes(layer, w_bits, shared=True)  # a shared module reads its weights again
+    if nonzero_counts is not None:  # compressed when that is smaller: dense layers pay no index overhead
+        nonzero = sum(nonzero_counts.get(k, 0) for k in layer.all_weights)
+        w_bytes = min(w_bytes, nonzero * (w_bits + target.compute.sparse_index_bits) / 8)
     in_elems, out_elems = metrics.act_elements(layer)
     if layer.op == "embedding":  # only the looked-up rows are read
         w_bytes = min(w_bytes, out_elems * w_bits // 8)

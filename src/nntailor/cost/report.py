@@ -213,9 +213,11 @@ def analyze(
             continue
         act_bits_of[layer.name] = ab
         m, ops = metrics.macs(layer), metrics.other_ops(layer)
-        t = traffic(layer, tgt, wb, ab, m)
-        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=m, ops=ops, moved=t)
-        timing = layer_timing(layer, tgt, wb, ab, m, t, ops)
+        nz = metrics.nz_macs(layer, counts)
+        executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
+        t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None)
+        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t)
+        timing = layer_timing(layer, tgt, wb, ab, executed, t, ops)
         reads, writes = metrics.act_elements(layer)
         layers.append(
             LayerCost(
@@ -226,7 +228,7 @@ def analyze(
                 input_shape=list(layer.input_shape),
                 output_shape=list(layer.output_shape),
                 macs=m,
-                nz_macs=metrics.nz_macs(layer, counts),
+                nz_macs=nz,
                 params=layer.params,
                 nz_params=sum(counts[k] for k in layer.weights),
                 other_ops=ops,

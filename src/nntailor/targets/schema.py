@@ -81,6 +81,10 @@ class Compute(_Strict):
     # store. It is why layers with few input channels cost more per MAC on an MCU.
     cycles_per_output: float = Field(default=0.0, ge=0)
     layer_overhead_cycles: float = Field(default=0.0, ge=0)
+    # Zero-skipping hardware (Eyeriss gates zero operands; EIE stores only non-zeros): MACs with a zero
+    # weight cost nothing, and weights move compressed, each non-zero carrying a ``sparse_index_bits`` index.
+    skip_zeros: bool = False
+    sparse_index_bits: int = Field(default=4, ge=0, le=32)
 
     @field_validator("cycles_per_mac")
     @classmethod
