@@ -11,6 +11,7 @@ from typing import Any
 import torch.nn as nn
 
 from nntailor.atomic import write_atomic, write_json_atomic
+from nntailor.compress.allocate import BudgetConfig, check_budget
 from nntailor.compress.base import CompressConfig, Context
 from nntailor.compress.cluster import ClusterConfig
 from nntailor.compress.deep_compression import sparse_bytes, storage_table
@@ -65,6 +66,9 @@ def compress_model(
     _check_classes(model, datasets)
     context = Context(train=datasets.train, test=datasets.test, input_shape=datasets.input_shape, target=target,
                       seed=seed)
+    for step in steps:  # an impossible budget is refused before any training starts
+        if isinstance(step, BudgetConfig):
+            check_budget(model, step, context)
     # Fine-tunes before the first technique train the float baseline: "before" is measured after them.
     first = next((i for i, s in enumerate(steps) if not isinstance(s, FinetuneConfig)), len(steps))
     checkpoints = out / "checkpoints"

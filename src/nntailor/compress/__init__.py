@@ -1,5 +1,6 @@
 """Compression techniques: one function and one config each, dispatched through one registry."""
 
+from nntailor.compress.allocate import BudgetConfig
 from nntailor.compress.base import CompressConfig, Context, apply, config_from_dict, register, steps, walk
 from nntailor.compress.cluster import ClusterConfig, ClusterHook, cluster
 from nntailor.compress.deep_compression import storage_table
@@ -9,7 +10,7 @@ from nntailor.compress.schedules import Schedule
 from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
-    "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context", "FoldBNConfig",
+    "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context", "FoldBNConfig",
     "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply", "cluster", "config_from_dict", "fold_bn",
     "prune", "prune_channels", "register", "sparsity", "steps", "storage_table", "walk",
 ]

@@ -40,6 +40,9 @@ class PruneConfig(CompressConfig):
     layers: list[str] | None = None  # fnmatch patterns of module paths; default: every conv and linear
     exclude: list[str] = Field(default_factory=list)
     criterion: Literal["magnitude", "obd"] = "magnitude"
+    # how one global sparsity is spread over layers (compress.allocate); "sensitivity" needs test data
+    allocation: Literal["uniform", "log_size", "sensitivity"] = "uniform"
+    tolerance: float = Field(default=0.01, ge=0, le=1)  # sensitivity: accuracy drop allowed per layer
     hessian_samples: int = Field(default=8, ge=1)  # OBD: Rademacher vectors per batch (Hutchinson)
     hessian_batches: int = Field(default=4, ge=1)  # OBD: batches of training data the Hessian is averaged over
     batch_size: int = Field(default=128, ge=1)
@@ -145,7 +148,27 @@ def obd_saliency(model: nn.Module, layers: list[tuple[str, nn.Module]], config: 
     return {name: 0.5 * h * m.weight.detach() ** 2 for (name, m), h in zip(layers, diag, strict=True)}
 
 
+def _allocate(model: nn.Module, config: PruneConfig, context: Context | None) -> PruneConfig:
+    """Turn one global sparsity into per-layer sparsities, as ``config.allocation`` says."""
+    if config.allocation == "uniform" or isinstance(config.sparsity, dict):
+        return config
+    from nntailor.compress import allocate
+
+    if config.allocation == "log_size":
+        per_layer = allocate.log_size(allocate.layer_sizes(model, config), float(config.sparsity))
+    else:
+        context = context or Context()
+        if context.test is None:
+            raise UserError("sensitivity allocation needs test data (--data, or Context(test=...))")
+        from nntailor.train import evaluate
+
+        curves = allocate.sensitivity_scan(model, context.test)
+        per_layer = allocate.from_sensitivity(curves, evaluate(model, context.test), config.tolerance)
+    return config.model_copy(update={"sparsity": per_layer, "allocation": "uniform"})
+
+
 def masks_for(model: nn.Module, config: PruneConfig, context: Context | None = None) -> dict[str, torch.Tensor]:
+    config = _allocate(model, config, context)
     layers = list(prunable_layers(model, config))
     if not layers:
         raise UserError("no conv or linear layer matches the pruning step's layers/exclude")
