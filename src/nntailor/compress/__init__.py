@@ -4,13 +4,15 @@ from nntailor.compress.allocate import BudgetConfig
 from nntailor.compress.base import CompressConfig, Context, apply, config_from_dict, register, steps, walk
 from nntailor.compress.cluster import ClusterConfig, ClusterHook, cluster
 from nntailor.compress.deep_compression import storage_table
+from nntailor.compress.energy_aware import EnergyPruneConfig
 from nntailor.compress.fold import FoldBNConfig, fold_bn
 from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
 from nntailor.compress.schedules import Schedule
 from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
-    "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context", "FoldBNConfig",
-    "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply", "cluster", "config_from_dict", "fold_bn",
-    "prune", "prune_channels", "register", "sparsity", "steps", "storage_table", "walk",
+    "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context",
+    "EnergyPruneConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply",
+    "cluster", "config_from_dict", "fold_bn", "prune", "prune_channels", "register", "sparsity", "steps",
+    "storage_table", "walk",
 ]
