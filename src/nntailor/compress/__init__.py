@@ -8,11 +8,13 @@ from nntailor.compress.energy_aware import EnergyPruneConfig
 from nntailor.compress.fold import FoldBNConfig, fold_bn
 from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
 from nntailor.compress.schedules import Schedule
+from nntailor.compress.sparse_exec import SparseLinear, SparseLinearConfig
 from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
     "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context",
-    "EnergyPruneConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "apply",
+    "EnergyPruneConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "SparseLinear",
+    "SparseLinearConfig", "apply",
     "cluster", "config_from_dict", "fold_bn", "prune", "prune_channels", "register", "sparsity", "steps",
     "storage_table", "walk",
 ]
