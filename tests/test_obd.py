@@ -71,3 +71,25 @@ def test_obd_needs_data_and_prunes_by_saliency():
     # a different criterion really ranks differently from magnitude
     magnitude = apply(tiny(), PruneConfig(sparsity=0.5))
     assert not torch.equal(model[1].weight != 0, magnitude[1].weight != 0)
+
+
+def test_fisher_diagonal_is_the_gauss_newton_diagonal(batch):
+    """Sampled-label Fisher against the exact one, by enumerating every label weighted by p(y|x)."""
+    from nntailor.compress.hessian import fisher_diagonal
+
+    model = tiny()
+    x = batch[0][:16]
+    weight = model[3].weight
+    exact = torch.zeros_like(weight)
+    with torch.no_grad():
+        probs = nn.functional.softmax(model(x), dim=-1)
+    for i in range(len(x)):
+        for label in range(10):
+            model.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 1]), torch.tensor([label])).backward()
+            exact += probs[i, label] * weight.grad**2
+    exact /= len(x)
+    repeated = [(x, batch[1][:16])] * 100  # many label draws per sample
+    est = fisher_diagonal(model, [weight], repeated, generator=torch.Generator().manual_seed(0))[0]
+    assert (est >= 0).all()
+    assert (est - exact).norm() / exact.norm() < 0.15

@@ -1,4 +1,5 @@
-"""Second-order information of the loss: Hessian-vector products and the Hessian diagonal.
+"""Second-order information of the loss: Hessian-vector products, the Hessian diagonal, and the Gauss-Newton
+(Fisher) diagonal that Optimal Brain Damage uses.
 
 Pure maths over a model, a loss and batches: OBD's saliency here, HAWQ's traces and eigenvalues later.
 Hutchinson (1990): for Rademacher z (entries +-1), E[z * Hz] = diag(H) and E[z^T H z] = Tr(H); Hz is a
@@ -61,3 +62,42 @@ def hessian_diagonal(
                 d += (zi * hzi).detach() / samples
     model.train(was_training)
     return [d / max(n_batches, 1) for d in diag]
+
+
+def fisher_diagonal(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    generator: torch.Generator | None = None,
+) -> list[torch.Tensor]:
+    """Gauss-Newton diagonal of the cross-entropy: for a softmax output it equals the Fisher, E[g * g] with
+    per-sample gradients g of log p(y|x) at labels y drawn from the model's own prediction.
+
+    It is never negative: LeCun et al. used this approximation in OBD, because away from an exact minimum
+    the true Hessian diagonal can be negative and would rank large weights as the least salient.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    chosen = {names[id(p)]: p.detach() for p in params}
+    was_training = model.training
+    model.eval()
+
+    def sample_loss(weights: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, weights, (x.unsqueeze(0),), strict=False)
+        return nn.functional.cross_entropy(out, y.unsqueeze(0))
+
+    per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
+    diag = {n: torch.zeros_like(p) for n, p in chosen.items()}
+    count = 0
+    for x, _ in batches:
+        with torch.no_grad():
+            probs = nn.functional.softmax(model(x), dim=-1)
+        y = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        grads = per_sample(chosen, x, y)
+        for n in diag:
+            diag[n] += (grads[n] ** 2).sum(0)
+        count += len(x)
+    model.train(was_training)
+    return [diag[names[id(p)]] / max(count, 1) for p in params]

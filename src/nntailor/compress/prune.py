@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from torch.utils.data import DataLoader
 
 from nntailor.compress.base import CompressConfig, Context, register
-from nntailor.compress.hessian import hessian_diagonal
+from nntailor.compress.hessian import fisher_diagonal, hessian_diagonal
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
 from nntailor.train import TrainHook
@@ -43,7 +43,10 @@ class PruneConfig(CompressConfig):
     # how one global sparsity is spread over layers (compress.allocate); "sensitivity" needs test data
     allocation: Literal["uniform", "log_size", "sensitivity"] = "uniform"
     tolerance: float = Field(default=0.01, ge=0, le=1)  # sensitivity: accuracy drop allowed per layer
-    hessian_samples: int = Field(default=8, ge=1)  # OBD: Rademacher vectors per batch (Hutchinson)
+    # OBD's h_kk: the Gauss-Newton/Fisher diagonal (LeCun's choice, never negative) or the true Hessian's
+    # diagonal by Hutchinson (noisy, and negative away from a minimum)
+    hessian: Literal["fisher", "hutchinson"] = "fisher"
+    hessian_samples: int = Field(default=8, ge=1)  # OBD with hutchinson: Rademacher vectors per batch
     hessian_batches: int = Field(default=4, ge=1)  # OBD: batches of training data the Hessian is averaged over
     batch_size: int = Field(default=128, ge=1)
 
@@ -137,14 +140,17 @@ def _global_threshold_masks(scores: dict[str, torch.Tensor], config: PruneConfig
 
 def obd_saliency(model: nn.Module, layers: list[tuple[str, nn.Module]], config: PruneConfig,
                  context: Context) -> dict[str, torch.Tensor]:
-    """s_k = 1/2 h_kk w_k^2 with diag(H) of the training loss (Hutchinson, seeded)."""
+    """s_k = 1/2 h_kk w_k^2 with h_kk from the training loss (Gauss-Newton/Fisher or Hutchinson, seeded)."""
     train = context.need_train("OBD pruning")
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(context.seed))
     batches = [batch for _, batch in zip(range(config.hessian_batches), loader, strict=False)]
     params = [m.weight for _, m in layers]
-    diag = hessian_diagonal(model, params, batches, samples=config.hessian_samples,
-                            generator=torch.Generator().manual_seed(context.seed))
+    generator = torch.Generator().manual_seed(context.seed)
+    if config.hessian == "fisher":
+        diag = fisher_diagonal(model, params, batches, generator=generator)
+    else:
+        diag = hessian_diagonal(model, params, batches, samples=config.hessian_samples, generator=generator)
     return {name: 0.5 * h * m.weight.detach() ** 2 for (name, m), h in zip(layers, diag, strict=True)}
 
 
