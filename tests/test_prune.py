@@ -118,3 +118,28 @@ def test_gradual_pruning_reaches_target_and_keeps_accuracy(digits):
     fit(model, digits.train, TrainConfig(epochs=3, lr=1e-3, progress=False, seed=1), hooks=[hook])
     assert sparsity(model)["total"] == pytest.approx(0.8, abs=0.01)
     assert evaluate(model, digits.test) > dense - 0.05
+
+
+def conv_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+
+
+def test_kernel_level_removes_whole_kernels():
+    model = prune(conv_net(), PruneConfig(granularity="kernel", sparsity=0.5))
+    kernels = model[2].weight.reshape(8, 8, 9)
+    alive = (kernels != 0).any(-1)
+    assert torch.equal(alive, (kernels != 0).all(-1))  # each 3x3 kernel all-zero or all-kept
+    assert alive.float().mean() == pytest.approx(0.5)
+
+
+def test_strided_keeps_one_in_stride_positions_per_kernel():
+    model = prune(conv_net(), PruneConfig(granularity="strided", stride=2))
+    taps = (model[0].weight != 0).reshape(8, 4, 9)
+    for o in range(8):
+        for i in range(4):
+            kept = torch.nonzero(taps[o, i]).flatten()
+            assert len(set((kept % 2).tolist())) == 1  # one offset
+            assert len(kept) in (4, 5)  # positions 1,3,5,7 or 0,2,4,6,8
+    with pytest.raises(UserError, match="2-D convolutions"):
+        prune(net(), PruneConfig(granularity="strided", layers=["3"]))

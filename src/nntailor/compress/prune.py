@@ -32,7 +32,9 @@ class PruneConfig(CompressConfig):
 
     step: Literal["prune"] = "prune"
     sparsity: float | dict[str, float] = Field(default=0.5)
-    granularity: Literal["unstructured", "nm", "block"] = "unstructured"
+    # "kernel" and "strided" are Anwar et al.'s (2015) kernel-level and intra-kernel strided sparsity
+    granularity: Literal["unstructured", "nm", "block", "kernel", "strided"] = "unstructured"
+    stride: int = Field(default=2, ge=2)  # strided: keep one of every ``stride`` positions of each kernel
     scope: Literal["layer", "global"] = "layer"
     n: int = Field(default=2, ge=1)  # N:M keeps n of every m consecutive input weights
     m: int = Field(default=4, ge=1)
@@ -121,6 +123,27 @@ def block_mask(score: torch.Tensor, sparsity: float, block: tuple[int, int], nam
     return mask.reshape(w.shape)
 
 
+def strided_mask(score: torch.Tensor, stride: int, name: str = "layer") -> torch.Tensor:
+    """Anwar et al. (2015) intra-kernel strided sparsity: in each k x k kernel keep the positions
+    offset, offset + stride, ... of its flattened taps, the offset chosen per kernel to keep the most score."""
+    if score.dim() != 4:
+        raise UserError(f"strided sparsity is for 2-D convolutions; {name} has a {score.dim()}-D weight")
+    out_c, in_c, kh, kw = score.shape
+    taps = score.detach().reshape(out_c, in_c, kh * kw)
+    positions = torch.arange(kh * kw)
+    best = torch.stack([taps[..., positions % stride == o].sum(-1) for o in range(stride)], -1).argmax(-1)
+    mask = (positions.view(1, 1, -1) % stride) == best.unsqueeze(-1)
+    return mask.reshape(score.shape)
+
+
+def kernel_mask(score: torch.Tensor, sparsity: float, name: str = "layer") -> torch.Tensor:
+    """Anwar et al.'s kernel-level sparsity: whole k x k kernels (one input channel of one filter), smallest
+    summed score first."""
+    if score.dim() < 3:
+        raise UserError(f"kernel-level sparsity is for convolutions; {name} has a {score.dim()}-D weight")
+    return block_mask(score, sparsity, (1, math.prod(score.shape[2:])), name)
+
+
 def _global_threshold_masks(scores: dict[str, torch.Tensor], config: PruneConfig) -> dict[str, torch.Tensor]:
     """One threshold over all layers together: exactly round(s x total) weights go."""
     sparsity = float(config.sparsity) if not isinstance(config.sparsity, dict) else None
@@ -190,6 +213,10 @@ def masks_for(model: nn.Module, config: PruneConfig, context: Context | None = N
         return _global_threshold_masks(scores, config)
     if config.granularity == "block":
         return {name: block_mask(scores[name], _layer_sparsity(config, name), config.block, name) for name in scores}
+    if config.granularity == "kernel":
+        return {name: kernel_mask(scores[name], _layer_sparsity(config, name), name) for name in scores}
+    if config.granularity == "strided":
+        return {name: strided_mask(scores[name], config.stride, name) for name in scores}
     return {name: magnitude_mask(scores[name], _layer_sparsity(config, name)) for name in scores}
 
 

@@ -24,7 +24,9 @@ from pydantic import Field
 
 from nntailor.compress.base import CompressConfig, Context, apply, config_from_dict, register
 from nntailor.compress.cluster import ClusterConfig, ClusterHook
-from nntailor.compress.prune import MaskHook, current_masks
+from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, current_masks
+from nntailor.compress.regularize import GroupLasso
+from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
 from nntailor.train import TrainConfig, TrainHook, fit
 
@@ -39,6 +41,11 @@ class FinetuneConfig(CompressConfig):
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = Field(default=0.0, ge=0)
     max_steps: int | None = Field(default=None, ge=1)
+    # prune while training: to schedule.final by schedule.kind (cubic = Zhu & Gupta), "global" or per layer
+    schedule: Schedule | None = None
+    scope: Literal["layer", "global"] = "layer"
+    group_lasso: float = Field(default=0.0, ge=0)  # SSL strength (Wen et al. 2016); 0 = off
+    group_lasso_groups: list[Literal["filters", "channels"]] = Field(default_factory=lambda: ["filters"])
 
 
 @register(FinetuneConfig)
@@ -83,8 +90,12 @@ def run_recipe(
             hooks: list[TrainHook] = []
             if clustered:
                 hooks.append(ClusterHook(model))
+            elif step.schedule is not None:
+                hooks.append(GradualPruning(model, PruneConfig(scope=step.scope), step.schedule))
             elif current_masks(model):
                 hooks.append(MaskHook(model))
+            if step.group_lasso:
+                hooks.append(GroupLasso(model, step.group_lasso, step.group_lasso_groups))
             config = TrainConfig(
                 epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, optimizer=step.optimizer,
                 weight_decay=step.weight_decay, max_steps=step.max_steps, seed=context.seed + i,
