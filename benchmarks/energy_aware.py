@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nntailor import analyze, zoo
+from nntailor.atomic import write_json_atomic
 from nntailor.compress import Context, EnergyPruneConfig, MaskHook, PruneConfig, apply, sparsity
 from nntailor.data import load_dataset
 from nntailor.train import TrainConfig, evaluate, fit
@@ -101,10 +99,7 @@ def main() -> None:
     }
     out = Path(__file__).parent / "results" / "energy_aware.json"
     out.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
 
 
 if __name__ == "__main__":

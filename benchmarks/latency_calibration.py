@@ -16,9 +16,6 @@ Run: python benchmarks/latency_calibration.py  ->  benchmarks/results/latency_ca
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nntailor import analyze, zoo
+from nntailor.atomic import write_json_atomic
 from nntailor.cost import metrics
 from nntailor.graph import capture
 from nntailor.targets import load
@@ -110,10 +108,7 @@ def main() -> None:
               "clock_hz": CLOCK_HZ, "published_s": PUBLISHED}
     out = Path(__file__).parent / "results" / "latency_calibration.json"
     out.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ Run: python benchmarks/pruning.py  ->  benchmarks/results/pruning.json
 from __future__ import annotations
 
 import copy
-import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nntailor import analyze, zoo
+from nntailor.atomic import write_json_atomic
 from nntailor.compress import ChannelPruneConfig, Context, PruneConfig, SparseLinear, apply
 from nntailor.data import load_dataset
 from nntailor.train import TrainConfig, evaluate, fit
@@ -134,10 +133,7 @@ def main() -> None:
 
     out = Path(__file__).parent / "results" / "pruning.json"
     out.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
 
 
 if __name__ == "__main__":

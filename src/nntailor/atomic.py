@@ -21,6 +21,9 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should read like any other file
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
