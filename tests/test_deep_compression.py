@@ -83,3 +83,21 @@ def test_storage_table_accounts_every_bit():
     assert first["compressed_bits"] == stored * (first["weight_bits"] + 5) + first["codebook_bits"]
     assert first["weight_bits_huffman"] <= first["weight_bits"] + 1e-9
     assert table["compression_rate_huffman"] >= table["compression_rate"] > 1
+
+
+def test_eie_pairs_by_hand():
+    from nntailor.compress.storage import eie_bits
+
+    # one PE, one column: 3 non-zeros with runs 0, 2, 20 (>15 needs one filler pair with 4-bit runs)
+    column = np.zeros((26, 1))
+    column[[0, 3, 24]] = 1
+    pairs = 3 + 1
+    assert eie_bits(column, value_bits=4, run_bits=4, pes=1, pointer_bits=16) == pairs * 8 + 2 * 16
+
+
+def test_storage_rows_list_the_usual_formats():
+    model = apply(apply(net(), PruneConfig(sparsity=0.9)), ClusterConfig(bits=4))
+    row = storage_table(model, relative_bits=4)["layers"][0]
+    dense_bits = 32 * row["weights"]
+    for key in ("csr_bits", "csc_bits", "bitmask_bits", "eie_bits"):
+        assert 0 < row[key] < dense_bits

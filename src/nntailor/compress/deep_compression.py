@@ -14,7 +14,15 @@ import torch.nn as nn
 
 from nntailor.compress.cluster import shared_codebooks
 from nntailor.compress.prune import prunable_layers
-from nntailor.compress.storage import huffman_bits, index_bits_needed, relative_indices
+from nntailor.compress.storage import (
+    bitmask_bits,
+    csc_bits,
+    csr_bits,
+    eie_bits,
+    huffman_bits,
+    index_bits_needed,
+    relative_indices,
+)
 
 
 @dataclass
@@ -32,6 +40,11 @@ class LayerStorage:
     compressed_bits_huffman: int  # Huffman (P+Q+H) incl. codebook
     rate_pct: float  # compressed_bits / original 32-bit bits, %
     rate_pct_huffman: float
+    # the same layer in the usual sparse formats, values at the cluster-index width (bits)
+    csr_bits: int = 0
+    csc_bits: int = 0
+    bitmask_bits: int = 0
+    eie_bits: int = 0
 
 
 def layer_storage(name: str, module: nn.Module, centroids: np.ndarray, index: np.ndarray,
@@ -50,12 +63,19 @@ def layer_storage(name: str, module: nn.Module, centroids: np.ndarray, index: np
     fixed = stored * (weight_bits + relative_bits) + codebook
     huff = w_huff + i_huff + codebook
     original = 32 * module.weight.numel()
+    matrix = (index.reshape(index.shape[0], -1) >= 0).astype(np.int8)  # non-zero pattern, (out x in)
+    formats = {
+        "csr_bits": csr_bits(matrix, weight_bits, relative_bits) + codebook,
+        "csc_bits": csc_bits(matrix, weight_bits, relative_bits) + codebook,
+        "bitmask_bits": bitmask_bits(matrix, weight_bits) + codebook,
+        "eie_bits": eie_bits(matrix, weight_bits, relative_bits) + codebook,
+    }
     return LayerStorage(
         layer=name, weights=module.weight.numel(), kept_pct=100 * mask.sum() / mask.size,
         weight_bits=weight_bits, weight_bits_huffman=w_huff / max(stored, 1),
         index_bits=relative_bits, index_bits_huffman=i_huff / max(stored, 1), fillers=fillers,
         codebook_bits=codebook, compressed_bits=fixed, compressed_bits_huffman=huff,
-        rate_pct=100 * fixed / original, rate_pct_huffman=100 * huff / original,
+        rate_pct=100 * fixed / original, rate_pct_huffman=100 * huff / original, **formats,
     )
 
 
@@ -91,8 +111,6 @@ def storage_table(model: nn.Module, relative_bits: dict[str, int] | int = 5) -> 
 def sparse_bytes(model: nn.Module, value_bits: int = 32) -> int:
     """Smallest of dense, bitmask and CSR storage per conv/linear layer (values at ``value_bits``), plus
     everything else at 32 bits: the stored size of a pruned but not weight-shared model."""
-    from nntailor.compress.storage import bitmask_bits, csr_bits
-
     total = 0
     counted = 0
     for _, module in prunable_layers(model):
