@@ -101,3 +101,14 @@ def test_storage_rows_list_the_usual_formats():
     dense_bits = 32 * row["weights"]
     for key in ("csr_bits", "csc_bits", "bitmask_bits", "eie_bits"):
         assert 0 < row[key] < dense_bits
+
+
+def test_cluster_layer_patterns_and_unclustered_storage():
+    model = apply(net(), PruneConfig(sparsity=0.5))
+    apply(model, ClusterConfig(bits=3, layers=["3*"]))  # fnmatch, like PruneConfig
+    books = shared_codebooks(model)
+    assert len(books["3"][0]) <= 8 and len(books["1"][0]) > 1000
+    rows = {r["layer"]: r for r in storage_table(model)["layers"]}
+    assert rows["1"]["weight_bits"] == 32 and rows["1"]["codebook_bits"] == 0  # not shared: 32-bit values
+    assert rows["3"]["weight_bits"] == 3
+    assert isinstance(rows["1"]["kept_pct"], float)

@@ -46,3 +46,14 @@ def test_round_to_keeps_simd_multiples():
 def test_a_model_torch_pruning_cannot_handle_is_one_line():
     with pytest.raises(UserError, match="structured pruning"):
         apply(zoo.get("shufflenet_v2"), ChannelPruneConfig(sparsity=0.5, input_shape=(1, 3, 224, 224)))
+
+
+def test_grouped_convs_keep_their_groups():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3, groups=2), nn.ReLU(),
+                          nn.Conv2d(32, 32, 3, groups=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    apply(model, ChannelPruneConfig(sparsity=0.5, input_shape=(1, 3, 16, 16)))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.groups for c in convs] == [1, 2, 4]
+    assert all(c.in_channels % c.groups == 0 and c.out_channels % c.groups == 0 for c in convs)
+    assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
+    assert analyze(model, (1, 3, 16, 16), "stm32h743").totals["macs"] == flop_macs(model, (1, 3, 16, 16))

@@ -26,7 +26,7 @@ class ClusterConfig(CompressConfig):
     step: Literal["cluster"] = "cluster"
     bits: int | dict[str, int] = 5
     init: Literal["linear", "random", "density"] = "linear"
-    layers: list[str] | None = None
+    layers: list[str] | None = None  # fnmatch patterns of module paths
     exclude: list[str] = Field(default_factory=list)
     seed: int = 0
 
@@ -83,9 +83,7 @@ def snap(weight: torch.Tensor, centroids: torch.Tensor, index: torch.Tensor) -> 
 @register(ClusterConfig)
 def cluster(model: nn.Module, config: ClusterConfig = ClusterConfig()) -> nn.Module:
     """Replace every chosen layer's non-zero weights by their cluster's centroid."""
-    for name, module in prunable_layers(model):
-        if config.layers is not None and name not in config.layers or name in config.exclude:
-            continue
+    for _, module in prunable_layers(model, config):  # layers/exclude are fnmatch patterns, as for prune
         centroids, index = kmeans_share(module.weight, layer_bits(config, module), config.init, config.seed)
         snap(module.weight, centroids, index)
     return model

@@ -24,6 +24,8 @@ from nntailor.compress.storage import (
     relative_indices,
 )
 
+MAX_CODEBOOK = 1 << 16  # ClusterConfig allows up to 16 bits
+
 
 @dataclass
 class LayerStorage:
@@ -53,13 +55,17 @@ def layer_storage(name: str, module: nn.Module, centroids: np.ndarray, index: np
     mask = flat >= 0
     gaps, fillers = relative_indices(mask, relative_bits)
     stored = len(gaps)  # non-zeros + filler zeros
-    weight_bits = index_bits_needed(len(centroids))
-    # filler zeros carry a weight slot too; in the Huffman stream they are one more symbol
-    symbols = flat[mask]
-    symbols = np.concatenate([symbols, np.full(fillers, -1)])
-    w_huff = huffman_bits(symbols)
     i_huff = huffman_bits(gaps)
-    codebook = 32 * len(centroids)
+    shared_cost = stored * index_bits_needed(len(centroids)) + 32 * len(centroids)
+    if len(centroids) > MAX_CODEBOOK or shared_cost >= 32 * stored:
+        # not weight-shared (or too few weights to pay for a codebook): 32-bit values, no codebook
+        weight_bits, w_huff, codebook = 32, 32 * stored, 0
+    else:
+        weight_bits = index_bits_needed(len(centroids))
+        # filler zeros carry a weight slot too; in the Huffman stream they are one more symbol
+        symbols = np.concatenate([flat[mask], np.full(fillers, -1)])
+        w_huff = huffman_bits(symbols)
+        codebook = 32 * len(centroids)
     fixed = stored * (weight_bits + relative_bits) + codebook
     huff = w_huff + i_huff + codebook
     original = 32 * module.weight.numel()
@@ -71,7 +77,7 @@ def layer_storage(name: str, module: nn.Module, centroids: np.ndarray, index: np
         "eie_bits": eie_bits(matrix, weight_bits, relative_bits) + codebook,
     }
     return LayerStorage(
-        layer=name, weights=module.weight.numel(), kept_pct=100 * mask.sum() / mask.size,
+        layer=name, weights=module.weight.numel(), kept_pct=float(100 * mask.sum() / mask.size),
         weight_bits=weight_bits, weight_bits_huffman=w_huff / max(stored, 1),
         index_bits=relative_bits, index_bits_huffman=i_huff / max(stored, 1), fillers=fillers,
         codebook_bits=codebook, compressed_bits=fixed, compressed_bits_huffman=huff,
@@ -80,7 +86,9 @@ def layer_storage(name: str, module: nn.Module, centroids: np.ndarray, index: np
 
 
 def storage_table(model: nn.Module, relative_bits: dict[str, int] | int = 5) -> dict:
-    """Per-layer rows and totals; ``relative_bits`` per layer kind as in the paper (conv 8, fc 5)."""
+    """Per-layer rows and totals. ``relative_bits`` is one width or one per layer kind: the paper uses 5 for
+    every LeNet layer and conv 8 / fc 5 for AlexNet. A layer is stored the cheaper way: a codebook and
+    indices, or 32-bit values with no codebook (a layer that was never clustered)."""
     books = shared_codebooks(model)
     rows = []
     for name, module in prunable_layers(model):

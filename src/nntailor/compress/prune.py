@@ -67,14 +67,16 @@ class PruneConfig(CompressConfig):
         return self
 
 
-def prunable_layers(model: nn.Module, config: PruneConfig | None = None) -> Iterator[tuple[str, nn.Module]]:
+def prunable_layers(model: nn.Module, config: CompressConfig | None = None) -> Iterator[tuple[str, nn.Module]]:
+    """Conv and linear layers, filtered by the config's ``layers`` / ``exclude`` fnmatch patterns if it has them."""
     for name, module in model.named_modules():
         if not isinstance(module, PRUNABLE):
             continue
         if config is not None:
-            if config.layers is not None and not any(fnmatch.fnmatch(name, p) for p in config.layers):
+            layers, exclude = getattr(config, "layers", None), getattr(config, "exclude", ())
+            if layers is not None and not any(fnmatch.fnmatch(name, p) for p in layers):
                 continue
-            if any(fnmatch.fnmatch(name, p) for p in config.exclude):
+            if any(fnmatch.fnmatch(name, p) for p in exclude):
                 continue
         yield name, module
 
