@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch.nn as nn
-import yaml
 from pydantic import Field
 
 from nntailor.compress.base import CompressConfig, Context, apply, config_from_dict, register
@@ -29,6 +28,7 @@ from nntailor.compress.regularize import GroupLasso
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
 from nntailor.train import TrainConfig, TrainHook, fit
+from nntailor.yamlfile import read_yaml
 
 
 class FinetuneConfig(CompressConfig):
@@ -55,15 +55,7 @@ def finetune(model: nn.Module, config: FinetuneConfig, context: Context | None =
 
 
 def load_recipe(path: str | Path) -> list[CompressConfig]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"recipe not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"recipe {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    data = read_yaml(path, "recipe")
     steps = data.get("steps") if isinstance(data, dict) else data
     if not isinstance(steps, list) or not steps:
         raise UserError(f"recipe {path}: expected a non-empty list of steps (or a mapping with 'steps:')")

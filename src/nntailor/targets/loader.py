@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from nntailor.errors import UserError
 from nntailor.targets.schema import Target
+from nntailor.yamlfile import read_yaml
 
 _CATALOG = "nntailor.targets.catalog"
 
@@ -38,16 +39,7 @@ def from_dict(data: object, origin: str = "target") -> Target:
 
 
 def from_yaml(path: str | Path) -> Target:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"target file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"target {path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return from_dict(data, origin=f"target {path}")
+    return from_dict(read_yaml(path, "target"), origin=f"target {path}")
 
 
 @cache
