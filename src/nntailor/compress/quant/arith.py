@@ -1,0 +1,79 @@
+"""Uniform quantization arithmetic: ranges to (scale, zero point), and fake quantization. Pure tensors.
+
+real = (q - zero_point) x scale (REFERENCES.md, the TFLite int8 spec). The represented range always
+contains 0 so that zero padding is exact. Weights are symmetric (zero point 0) and, for the int8 default,
+narrow: [-127, 127]. Activations are asymmetric, int8 [-128, 127], zero point nudged onto the integer grid.
+Fake quantization uses torch's fake_quantize_per_{tensor,channel}_affine, which pass gradients straight
+through inside the range (the straight-through estimator of BinaryConnect/QAT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nntailor.errors import UserError
+
+SUPPORTED_BITS = range(2, 17)
+
+
+@dataclass(frozen=True)
+class QSpec:
+    bits: int = 8
+    symmetric: bool = False
+    narrow: bool = False  # symmetric weights drop the most negative level: [-127, 127] for int8
+    axis: int | None = None  # per-channel axis; None = per tensor
+
+    def __post_init__(self) -> None:
+        if self.bits not in SUPPORTED_BITS:
+            raise UserError(f"quantization bits must be in 2..16, got {self.bits}")
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1)) + (1 if self.narrow else 0)
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+
+def weight_spec(bits: int = 8, per_channel: bool = True, axis: int = 0) -> QSpec:
+    """TFLite int8 weights: symmetric, narrow range, per output channel (conv axis 0)."""
+    return QSpec(bits=bits, symmetric=True, narrow=True, axis=axis if per_channel else None)
+
+
+def activation_spec(bits: int = 8, symmetric: bool = False) -> QSpec:
+    """TFLite int8 activations: asymmetric, per tensor."""
+    return QSpec(bits=bits, symmetric=symmetric)
+
+
+def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: QSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale float32, zero_point int32), one per channel or a scalar, for the range [lo, hi]."""
+    lo = torch.minimum(torch.as_tensor(lo, dtype=torch.float32), torch.zeros(()))
+    hi = torch.maximum(torch.as_tensor(hi, dtype=torch.float32), torch.zeros(()))
+    eps = torch.finfo(torch.float32).eps
+    if spec.symmetric:
+        scale = torch.maximum(-lo, hi) / spec.qmax
+        scale = torch.clamp(scale, min=eps)
+        return scale, torch.zeros_like(scale, dtype=torch.int32)
+    scale = torch.clamp((hi - lo) / (spec.qmax - spec.qmin), min=eps)
+    # nudge the zero point onto the grid so that real 0 is exactly representable
+    zero_point = torch.clamp(torch.round(spec.qmin - lo / scale), spec.qmin, spec.qmax).to(torch.int32)
+    return scale, zero_point
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: QSpec) -> torch.Tensor:
+    if spec.axis is None:
+        return torch.fake_quantize_per_tensor_affine(x, scale.reshape(()), zero_point.reshape(()),
+                                                     spec.qmin, spec.qmax)
+    return torch.fake_quantize_per_channel_affine(x, scale, zero_point, spec.axis, spec.qmin, spec.qmax)
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: QSpec) -> torch.Tensor:
+    """The integers: clamp(round(x / scale) + zero_point) (round half to even, as torch does)."""
+    shape = [1] * x.dim()
+    if spec.axis is not None:
+        shape[spec.axis] = -1
+    q = torch.round(x / scale.reshape(shape)) + zero_point.reshape(shape)
+    return torch.clamp(q, spec.qmin, spec.qmax).to(torch.int32)
