@@ -7,14 +7,15 @@ from nntailor.compress.deep_compression import storage_table
 from nntailor.compress.energy_aware import EnergyPruneConfig
 from nntailor.compress.fold import FoldBNConfig, fold_bn
 from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
+from nntailor.compress.quant import QuantizeConfig, quant_bits
+from nntailor.compress.recipe import FinetuneConfig
 from nntailor.compress.schedules import Schedule
 from nntailor.compress.sparse_exec import SparseLinear, SparseLinearConfig
 from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
     "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context",
-    "EnergyPruneConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig", "Schedule", "SparseLinear",
-    "SparseLinearConfig", "apply",
-    "cluster", "config_from_dict", "fold_bn", "prune", "prune_channels", "register", "sparsity", "steps",
-    "storage_table", "walk",
+    "EnergyPruneConfig", "FinetuneConfig", "FoldBNConfig", "GradualPruning", "MaskHook", "PruneConfig",
+    "QuantizeConfig", "Schedule", "SparseLinear", "SparseLinearConfig", "apply", "cluster", "config_from_dict",
+    "fold_bn", "prune", "prune_channels", "quant_bits", "register", "sparsity", "steps", "storage_table", "walk",
 ]

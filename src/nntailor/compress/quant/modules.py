@@ -1,0 +1,93 @@
+"""Fake-quantized conv and linear layers: what PTQ calibrates and QAT trains.
+
+Each layer quantizes its input (activation spec, range from calibration) and its weight (weight spec,
+range from the current weight on every forward, so QAT sees its own updates). The gradient passes
+straight through inside the range (torch's fake_quantize ops). ``op_kind`` keeps them ordinary conv and
+linear layers for the capture and the cost model; ``quant_bits`` tells the cost model their widths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nntailor.compress.quant.arith import QSpec, fake_quant, qparams
+from nntailor.compress.quant.observers import Observer
+
+
+class ActivationQuantizer(nn.Module):
+    """Calibrating: observe and pass through. Calibrated: fake-quantize with the frozen range."""
+
+    def __init__(self, spec: QSpec, calibration: str = "minmax", percentile: float = 99.99) -> None:
+        super().__init__()
+        self.spec = spec
+        self.observer = Observer(calibration, spec, percentile=percentile)
+        self.calibrating = True
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
+
+    def freeze(self) -> None:
+        scale, zero_point = self.observer.qparams_()
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zero_point)
+        self.calibrating = False
+        self.observer.samples.clear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "meta":  # shape propagation by the capture: nothing to observe or round
+            return x
+        if self.calibrating:
+            self.observer.observe(x)
+            return x
+        return fake_quant(x, self.scale, self.zero_point, self.spec)
+
+
+def quantize_weight(weight: torch.Tensor, spec: QSpec) -> torch.Tensor:
+    if weight.device.type == "meta":
+        return weight
+    if spec.axis is None:
+        lo, hi = weight.detach().min(), weight.detach().max()
+    else:
+        flat = weight.detach().transpose(0, spec.axis).reshape(weight.shape[spec.axis], -1)
+        lo, hi = flat.min(1).values, flat.max(1).values
+    scale, zero_point = qparams(lo, hi, spec)
+    return fake_quant(weight, scale, zero_point, spec)
+
+
+class QuantLinear(nn.Linear):
+    op_kind = "linear"
+
+    def __init__(self, dense: nn.Linear, weight_spec: QSpec, act_spec: QSpec, calibration: str,
+                 percentile: float = 99.99) -> None:
+        super().__init__(dense.in_features, dense.out_features, bias=dense.bias is not None)
+        self.load_state_dict(dense.state_dict())
+        self.weight_spec = weight_spec
+        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.input_quant(x), quantize_weight(self.weight, self.weight_spec), self.bias)
+
+
+class QuantConv2d(nn.Conv2d):
+    op_kind = "conv"
+
+    def __init__(self, dense: nn.Conv2d, weight_spec: QSpec, act_spec: QSpec, calibration: str,
+                 percentile: float = 99.99) -> None:
+        super().__init__(dense.in_channels, dense.out_channels, dense.kernel_size, dense.stride, dense.padding,
+                         dense.dilation, dense.groups, dense.bias is not None, dense.padding_mode)
+        self.load_state_dict(dense.state_dict())
+        self.weight_spec = weight_spec
+        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self.input_quant(x), quantize_weight(self.weight, self.weight_spec), self.bias)
+
+
+QUANT_LAYERS = (QuantLinear, QuantConv2d)
+
+
+def quant_bits(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """(weight bits, activation bits) of every quantized layer, for ``analyze(layer_bits=...)``."""
+    return {name: (m.weight_spec.bits, m.input_quant.spec.bits)
+            for name, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}

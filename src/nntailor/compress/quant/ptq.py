@@ -1,0 +1,97 @@
+"""Uniform quantization as a compress step: swap conv/linear for fake-quantized layers, calibrate on data.
+
+PTQ is this step alone; QAT is this step followed by ``finetune`` (the straight-through estimator lets
+gradients through the rounding). The int8 default is the TFLite spec: weights symmetric, narrow, per
+output channel; activations asymmetric per tensor.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from pydantic import Field, field_validator
+from torch.utils.data import DataLoader
+
+from nntailor.compress.base import CompressConfig, Context, register, walk
+from nntailor.compress.quant.arith import QSpec, activation_spec
+from nntailor.compress.quant.modules import ActivationQuantizer, QuantConv2d, QuantLinear
+from nntailor.errors import UserError
+
+
+class QuantizeConfig(CompressConfig):
+    step: Literal["quantize"] = "quantize"
+    weight_bits: int = 8
+    act_bits: int = 8
+    per_channel: bool = True
+    weight_symmetric: bool = True
+    act_symmetric: bool = False
+    calibration: Literal["minmax", "moving_average", "percentile", "mse", "kl"] = "minmax"
+    percentile: float = Field(default=99.99, gt=50, le=100)
+    calibration_batches: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    layers: list[str] | None = None  # fnmatch patterns; default every conv and linear
+    exclude: list[str] = Field(default_factory=list)
+    keep_first_last: bool = False  # leave the first and last MAC layer in float, as low-bit papers do
+
+    @field_validator("weight_bits", "act_bits")
+    @classmethod
+    def _bits(cls, v: int) -> int:
+        if not 2 <= v <= 16:
+            raise ValueError(f"bits must be in 2..16, got {v}")
+        return v
+
+
+def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
+    axis = 0 if config.per_channel else None
+    return QSpec(bits=config.weight_bits, symmetric=config.weight_symmetric, narrow=config.weight_symmetric,
+                 axis=axis)
+
+
+@register(QuantizeConfig)
+def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | None = None) -> nn.Module:
+    context = context or Context()
+    calibration = context.need_train("quantization (calibration data)")
+    if len(calibration) == 0:
+        raise UserError("the calibration set is empty")
+    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    skip = {names[0], names[-1]} if config.keep_first_last and names else set()
+
+    def chosen(module: nn.Module, fqn: str) -> bool:
+        if type(module) not in (nn.Linear, nn.Conv2d) or fqn in skip:
+            return False
+        if config.layers is not None and not any(fnmatch.fnmatch(fqn, p) for p in config.layers):
+            return False
+        return not any(fnmatch.fnmatch(fqn, p) for p in config.exclude)
+
+    def swap(module: nn.Module, fqn: str) -> nn.Module:
+        act = activation_spec(config.act_bits, config.act_symmetric)
+        cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
+        return cls(module, _weight_spec(config, module), act, config.calibration, config.percentile)
+
+    model = walk(model, swap, chosen)
+    calibrate(model, calibration, config.calibration_batches, config.batch_size, context.seed)
+    return model
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, data, batches: int, batch_size: int, seed: int = 0) -> None:
+    quantizers = [m for m in model.modules() if isinstance(m, ActivationQuantizer)]
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        try:
+            model(x)
+        except RuntimeError as exc:
+            raise UserError(
+                f"calibration batch of shape {tuple(x.shape)} does not fit the model: {str(exc).splitlines()[0]}"
+            ) from None
+    for q in quantizers:
+        q.freeze()
+    model.train(was_training)
+

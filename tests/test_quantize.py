@@ -1,0 +1,73 @@
+"""PTQ and QAT through the quantize step: int8 keeps float accuracy, 4-bit QAT recovers what 4-bit PTQ loses,
+the cost model sees the bit widths, and bad input is refused."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import TensorDataset
+
+from nntailor import UserError, analyze
+from nntailor.compress import Context, QuantizeConfig, apply, quant_bits
+from nntailor.compress.quant import QuantConv2d, QuantLinear
+from nntailor.compress.recipe import FinetuneConfig, run_recipe
+from nntailor.data import load_dataset
+from nntailor.train import TrainConfig, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 64, 32),
+                          nn.ReLU(), nn.Linear(32, 10))
+    fit(model, data.train, TrainConfig(epochs=4, lr=3e-3, progress=False))
+    return model, data, evaluate(model, data.test)
+
+
+def test_int8_ptq_keeps_float_accuracy(trained):
+    model, data, float_acc = trained
+    q = apply(copy.deepcopy(model), QuantizeConfig(), Context(train=data.train))
+    assert isinstance(q[0], QuantConv2d) and isinstance(q[3], QuantLinear)
+    assert evaluate(q, data.test) >= float_acc - 0.01
+    # the output is really quantized: the first layer's input takes at most 256 levels
+    x = data.test.tensors[0][:32]
+    assert len(torch.unique(q[0].input_quant(x))) <= 256
+
+
+def test_low_bit_qat_recovers_what_ptq_loses(trained):
+    model, data, float_acc = trained
+    config = QuantizeConfig(weight_bits=2, act_bits=2)
+    ptq = apply(copy.deepcopy(model), config, Context(train=data.train))
+    ptq_acc = evaluate(ptq, data.test)
+    qat = run_recipe(copy.deepcopy(model), [config, FinetuneConfig(epochs=3, lr=1e-3)],
+                     Context(train=data.train), progress=False)
+    assert ptq_acc < float_acc - 0.05  # 2 bits costs accuracy after PTQ
+    assert evaluate(qat, data.test) > ptq_acc + 0.05
+
+
+def test_cost_model_prices_the_widths(trained):
+    model, data, _ = trained
+    q = apply(copy.deepcopy(model), QuantizeConfig(weight_bits=4, act_bits=8), Context(train=data.train))
+    bits = quant_bits(q)
+    assert bits == {"0": (4, 8), "3": (4, 8), "5": (4, 8)}
+    report = analyze(q, (1, 1, 8, 8), "stm32l476", layer_bits=bits)
+    assert report.totals["bops"] == report.totals["macs"] * 4 * 8
+    assert report.totals["macs"] == analyze(model, (1, 1, 8, 8), "stm32l476").totals["macs"]
+
+
+def test_keep_first_last_and_bad_input(trained):
+    model, data, _ = trained
+    q = apply(copy.deepcopy(model), QuantizeConfig(keep_first_last=True), Context(train=data.train))
+    assert type(q[0]) is nn.Conv2d and type(q[5]) is nn.Linear and isinstance(q[3], QuantLinear)
+    with pytest.raises(ValueError, match="bits must be in 2..16"):
+        QuantizeConfig(weight_bits=1)
+    with pytest.raises(UserError, match="needs training data"):
+        apply(copy.deepcopy(model), QuantizeConfig())
+    empty = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(UserError, match="calibration set is empty"):
+        apply(copy.deepcopy(model), QuantizeConfig(), Context(train=empty))
+    wrong = TensorDataset(torch.zeros(4, 1, 9, 9), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(UserError, match=r"calibration batch of shape \(4, 1, 9, 9\) does not fit"):
+        apply(copy.deepcopy(model), QuantizeConfig(), Context(train=wrong))
