@@ -93,3 +93,31 @@ def test_fisher_diagonal_is_the_gauss_newton_diagonal(batch):
     est = fisher_diagonal(model, [weight], repeated, generator=torch.Generator().manual_seed(0))[0]
     assert (est >= 0).all()
     assert (est - exact).norm() / exact.norm() < 0.15
+
+
+def exact_blocks(model, x, y):
+    names = [n for n, _ in model.named_parameters()]
+    params = tuple(p.detach() for p in model.parameters())
+
+    def loss(*ps):
+        return nn.functional.cross_entropy(functional_call(model, dict(zip(names, ps, strict=True)), (x,)), y)
+
+    full = torch.autograd.functional.hessian(loss, params)
+    return [full[i][i].reshape(p.numel(), p.numel()) for i, p in enumerate(params)]
+
+
+def test_block_traces_and_top_eigenvalues_match_the_exact_hessian(batch):
+    from nntailor.compress.hessian import hessian_traces, top_eigenvalues
+
+    model = tiny()
+    params = list(model.parameters())
+    blocks = exact_blocks(model, *batch)
+    weights = [0, 2]  # the two weight matrices (HAWQ's per-layer blocks)
+    traces = hessian_traces(model, [params[i] for i in weights], [batch], samples=2000,
+                            generator=torch.Generator().manual_seed(0))
+    for i, t in zip(weights, traces, strict=True):
+        assert t == pytest.approx(float(blocks[i].trace()), rel=0.05)  # the mixed_precision benchmark's goal
+    eig = top_eigenvalues(model, [params[i] for i in weights], [batch], iterations=200,
+                          generator=torch.Generator().manual_seed(0))
+    for i, e in zip(weights, eig, strict=True):
+        assert e == pytest.approx(float(torch.linalg.eigvalsh(blocks[i]).max()), rel=0.02)

@@ -101,3 +101,69 @@ def fisher_diagonal(
         count += len(x)
     model.train(was_training)
     return [diag[names[id(p)]] / max(count, 1) for p in params]
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _batches_loss(model: nn.Module, batches: Sequence[Batch], loss_fn: Loss) -> torch.Tensor:
+    return sum(loss_fn(model, x, y) for x, y in batches) / len(batches)
+
+
+def hessian_traces(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    samples: int = 64,
+    loss_fn: Loss = cross_entropy,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Tr(H_ll) of each parameter block (HAWQ-V2): Hutchinson with a Rademacher z on that block alone, so the
+    variance is 2 sum_{i != j} (H_ll)_ij^2 / samples with no cross-block terms (one HVP per block per sample)."""
+    was_training = model.training
+    model.eval()
+    loss = _batches_loss(model, batches, loss_fn)
+    traces = [0.0] * len(params)
+    for i, p in enumerate(params):
+        for _ in range(samples):
+            z = torch.randint(0, 2, p.shape, generator=generator).to(p.dtype) * 2 - 1
+            vectors = [torch.zeros_like(q) for q in params]
+            vectors[i] = z
+            traces[i] += float((z * hvp(loss, params, vectors)[i]).sum()) / samples
+    model.train(was_training)
+    return traces
+
+
+def top_eigenvalues(
+    model: nn.Module,
+    params: Sequence[torch.Tensor],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    iterations: int = 50,
+    tolerance: float = 1e-4,
+    loss_fn: Loss = cross_entropy,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """The largest eigenvalue of each block H_ll (HAWQ), by power iteration on block Hessian-vector products."""
+    was_training = model.training
+    model.eval()
+    loss = _batches_loss(model, batches, loss_fn)
+    result = []
+    for i, p in enumerate(params):
+        v = torch.randn(p.shape, generator=generator)
+        v /= v.norm()
+        eigenvalue = 0.0
+        for _ in range(iterations):
+            vectors = [torch.zeros_like(q) for q in params]
+            vectors[i] = v
+            hv = hvp(loss, params, vectors)[i]
+            new = float((v * hv).sum())
+            v = hv / (hv.norm() + 1e-12)
+            if abs(new - eigenvalue) <= tolerance * max(abs(new), 1e-12):
+                eigenvalue = new
+                break
+            eigenvalue = new
+        result.append(eigenvalue)
+    model.train(was_training)
+    return result
