@@ -1,0 +1,52 @@
+"""HAWQ-V2's Omega and the integer program over widths, checked against exhaustive search."""
+
+import itertools
+
+import pytest
+import torch
+
+from nntailor import UserError
+from nntailor.compress.quant.mixed import bops_cost, ilp_bits, omega, quantization_error, size_cost
+
+
+def brute_force(sens, cost, budget):
+    layers = list(sens)
+    best, best_value = None, float("inf")
+    for combo in itertools.product(*(sens[name] for name in layers)):
+        if sum(cost[n][b] for n, b in zip(layers, combo, strict=True)) <= budget:
+            value = sum(sens[n][b] for n, b in zip(layers, combo, strict=True))
+            if value < best_value:
+                best, best_value = dict(zip(layers, combo, strict=True)), value
+    return best
+
+
+def test_quantization_error_falls_with_bits():
+    torch.manual_seed(0)
+    w = torch.randn(16, 32)
+    errors = [quantization_error(w, b) for b in (2, 4, 8)]
+    assert errors[0] > errors[1] > errors[2] > 0
+    # 8-bit symmetric per-channel: uniform rounding error, about step^2 / 12 per weight
+    step = w.abs().max(1).values / 127
+    assert errors[2] == pytest.approx(float((step**2 / 12).sum() * 32), rel=0.25)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ilp_equals_exhaustive_search(seed):
+    torch.manual_seed(seed)
+    weights = {f"l{i}": torch.randn(int(torch.randint(8, 64, ())), 16) for i in range(5)}
+    traces = {name: float(torch.rand(()) * 10 + 0.1) for name in weights}
+    bits = (2, 4, 8)
+    sens = omega(traces, weights, bits)
+    cost = size_cost(weights, bits)
+    budget = sum(c[4] for c in cost.values())  # the size of uniform 4-bit
+    chosen = ilp_bits(sens, cost, budget)
+    expected = brute_force(sens, cost, budget)
+    assert sum(sens[n][b] for n, b in chosen.items()) == pytest.approx(sum(sens[n][b] for n, b in expected.items()))
+    assert sum(cost[n][b] for n, b in chosen.items()) <= budget
+
+
+def test_impossible_budget_names_the_minimum():
+    cost = bops_cost({"a": 1000, "b": 500}, (4, 8))
+    sens = {"a": {4: 1.0, 8: 0.1}, "b": {4: 1.0, 8: 0.1}}
+    with pytest.raises(UserError, match="below the smallest possible model \\(48,000"):
+        ilp_bits(sens, cost, 10_000, what="BOPs")
