@@ -101,3 +101,17 @@ def test_moving_average_follows_batches():
     obs.observe(torch.tensor([0.0, 1.0]))
     obs.observe(torch.tensor([0.0, 3.0]))
     assert float(obs.range_()[1]) == pytest.approx(2.0)
+
+
+def test_fixed_point_formats_follow_ristretto():
+    from nntailor.compress.quant.arith import fixed_point_format, fixed_point_spec
+
+    # max 3.7 in 8 bits: 2 integer bits + sign, 5 fractional (Q2.5), largest value 127/32 = 3.97
+    assert [int(v) for v in fixed_point_format(torch.tensor(3.7), 8)] == [2, 5]
+    # max 0.4: no integer bit, 8 fractional bits (Q-1.8 is written Q0.8 with one bit to spare): scale 2^-8
+    assert [int(v) for v in fixed_point_format(torch.tensor(0.4), 8)] == [-1, 8]
+    spec = fixed_point_spec(8)
+    scale, zp = qparams(torch.tensor(-3.7), torch.tensor(1.0), spec)
+    assert float(scale) == 2**-5 and int(zp) == 0 and (spec.qmin, spec.qmax) == (-128, 127)
+    x = torch.tensor([3.7, -3.7, 0.1234])
+    assert torch.allclose(fake_quant(x, scale, zp, spec), torch.round(x * 32) / 32)

@@ -71,3 +71,17 @@ def test_keep_first_last_and_bad_input(trained):
     wrong = TensorDataset(torch.zeros(4, 1, 9, 9), torch.zeros(4, dtype=torch.long))
     with pytest.raises(UserError, match=r"calibration batch of shape \(4, 1, 9, 9\) does not fit"):
         apply(copy.deepcopy(model), QuantizeConfig(), Context(train=wrong))
+
+
+def test_dynamic_fixed_point_ptq(trained):
+    from nntailor.compress.quant.modules import fixed_point_formats
+
+    model, data, float_acc = trained
+    q = apply(copy.deepcopy(model), QuantizeConfig(scheme="fixed_point"), Context(train=data.train))
+    assert evaluate(q, data.test) >= float_acc - 0.02
+    formats = fixed_point_formats(q)
+    assert set(formats) == {"0", "3", "5"}
+    for fmt in formats.values():  # Qm.n with m + n + 1 = 8
+        for kind in ("weights", "activations"):
+            m, n = (int(v) for v in fmt[kind][1:].split("."))
+            assert m + n + 1 == 8

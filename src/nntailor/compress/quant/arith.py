@@ -24,6 +24,8 @@ class QSpec:
     symmetric: bool = False
     narrow: bool = False  # symmetric weights drop the most negative level: [-127, 127] for int8
     axis: int | None = None  # per-channel axis; None = per tensor
+    # fixed point Qm.n (seed 000; Ristretto's dynamic fixed point, seed 002): scale 2^-n, zero point 0
+    power_of_two: bool = False
 
     def __post_init__(self) -> None:
         if self.bits not in SUPPORTED_BITS:
@@ -53,6 +55,10 @@ def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: QSpec) -> tuple[torch.Tens
     lo = torch.minimum(torch.as_tensor(lo, dtype=torch.float32), torch.zeros(()))
     hi = torch.maximum(torch.as_tensor(hi, dtype=torch.float32), torch.zeros(()))
     eps = torch.finfo(torch.float32).eps
+    if spec.power_of_two:
+        _, fractional = fixed_point_format(torch.maximum(-lo, hi), spec.bits)
+        scale = torch.pow(2.0, -fractional.float())
+        return scale, torch.zeros_like(scale, dtype=torch.int32)
     if spec.symmetric:
         scale = torch.maximum(-lo, hi) / spec.qmax
         scale = torch.clamp(scale, min=eps)
@@ -61,6 +67,22 @@ def qparams(lo: torch.Tensor, hi: torch.Tensor, spec: QSpec) -> tuple[torch.Tens
     # nudge the zero point onto the grid so that real 0 is exactly representable
     zero_point = torch.clamp(torch.round(spec.qmin - lo / scale), spec.qmin, spec.qmax).to(torch.int32)
     return scale, zero_point
+
+
+def fixed_point_format(max_abs: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(integer bits m, fractional bits n) of Qm.n for values up to ``max_abs`` in ``bits`` signed bits.
+
+    Ristretto (Gysel et al.): integer length incl. sign = ceil(log2(max|x|)) + 1, fractional = bits - that.
+    m excludes the sign bit, so m + n + 1 = bits; n may exceed bits (tiny ranges) or go negative (huge ones).
+    """
+    max_abs = torch.clamp(torch.as_tensor(max_abs, dtype=torch.float32), min=torch.finfo(torch.float32).tiny)
+    integer_with_sign = torch.ceil(torch.log2(max_abs)).to(torch.int64) + 1
+    return integer_with_sign - 1, bits - integer_with_sign
+
+
+def fixed_point_spec(bits: int = 8) -> QSpec:
+    """Signed fixed point: the full two's-complement range, a power-of-two scale, zero point 0."""
+    return QSpec(bits=bits, symmetric=True, narrow=False, power_of_two=True)
 
 
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spec: QSpec) -> torch.Tensor:

@@ -91,3 +91,17 @@ def quant_bits(model: nn.Module) -> dict[str, tuple[int, int]]:
     """(weight bits, activation bits) of every quantized layer, for ``analyze(layer_bits=...)``."""
     return {name: (m.weight_spec.bits, m.input_quant.spec.bits)
             for name, m in model.named_modules() if isinstance(m, QUANT_LAYERS)}
+
+
+def fixed_point_formats(model: nn.Module) -> dict[str, dict[str, str]]:
+    """"Qm.n" of each fixed-point layer's weights and input activations (after calibration)."""
+    from nntailor.compress.quant.arith import fixed_point_format
+
+    formats = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QUANT_LAYERS) and m.weight_spec.power_of_two:
+            wm, wn = fixed_point_format(m.weight.detach().abs().max(), m.weight_spec.bits)
+            an = -int(torch.log2(m.input_quant.scale))
+            formats[name] = {"weights": f"Q{int(wm)}.{int(wn)}",
+                             "activations": f"Q{m.input_quant.spec.bits - 1 - an}.{an}"}
+    return formats

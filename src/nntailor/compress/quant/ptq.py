@@ -16,13 +16,15 @@ from pydantic import Field, field_validator
 from torch.utils.data import DataLoader
 
 from nntailor.compress.base import CompressConfig, Context, register, walk
-from nntailor.compress.quant.arith import QSpec, activation_spec
+from nntailor.compress.quant.arith import QSpec, activation_spec, fixed_point_spec
 from nntailor.compress.quant.modules import ActivationQuantizer, QuantConv2d, QuantLinear
 from nntailor.errors import UserError
 
 
 class QuantizeConfig(CompressConfig):
     step: Literal["quantize"] = "quantize"
+    # affine: the TFLite int8 scheme; fixed_point: Qm.n per layer and per data type (dynamic fixed point)
+    scheme: Literal["affine", "fixed_point"] = "affine"
     weight_bits: int = 8
     act_bits: int = 8
     per_channel: bool = True
@@ -45,9 +47,17 @@ class QuantizeConfig(CompressConfig):
 
 
 def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
+    if config.scheme == "fixed_point":  # one format per layer for the weights (Ristretto's dynamic fixed point)
+        return fixed_point_spec(config.weight_bits)
     axis = 0 if config.per_channel else None
     return QSpec(bits=config.weight_bits, symmetric=config.weight_symmetric, narrow=config.weight_symmetric,
                  axis=axis)
+
+
+def _act_spec(config: QuantizeConfig) -> QSpec:
+    if config.scheme == "fixed_point":  # and one per layer for its input activations
+        return fixed_point_spec(config.act_bits)
+    return activation_spec(config.act_bits, config.act_symmetric)
 
 
 @register(QuantizeConfig)
@@ -67,7 +77,7 @@ def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | 
         return not any(fnmatch.fnmatch(fqn, p) for p in config.exclude)
 
     def swap(module: nn.Module, fqn: str) -> nn.Module:
-        act = activation_spec(config.act_bits, config.act_symmetric)
+        act = _act_spec(config)
         cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
         return cls(module, _weight_spec(config, module), act, config.calibration, config.percentile)
 
