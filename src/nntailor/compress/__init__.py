@@ -10,13 +10,15 @@ from nntailor.compress.lowrank import LowRankConfig
 from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, prune, sparsity
 from nntailor.compress.quant import QuantizeConfig, quant_bits
 from nntailor.compress.recipe import FinetuneConfig
+from nntailor.compress.replace import NoNorm, ReplaceConfig
 from nntailor.compress.schedules import Schedule
 from nntailor.compress.sparse_exec import SparseLinear, SparseLinearConfig
 from nntailor.compress.structured import ChannelPruneConfig, prune_channels
 
 __all__ = [
     "BudgetConfig", "ChannelPruneConfig", "ClusterConfig", "ClusterHook", "CompressConfig", "Context",
-    "EnergyPruneConfig", "FinetuneConfig", "FoldBNConfig", "GradualPruning", "LowRankConfig", "MaskHook", "PruneConfig",
-    "QuantizeConfig", "Schedule", "SparseLinear", "SparseLinearConfig", "apply", "cluster", "config_from_dict",
-    "fold_bn", "prune", "prune_channels", "quant_bits", "register", "sparsity", "steps", "storage_table", "walk",
+    "EnergyPruneConfig", "FinetuneConfig", "FoldBNConfig", "GradualPruning", "LowRankConfig", "MaskHook", "NoNorm",
+    "PruneConfig", "QuantizeConfig", "ReplaceConfig", "Schedule", "SparseLinear", "SparseLinearConfig", "apply",
+    "cluster", "config_from_dict", "fold_bn", "prune", "prune_channels", "quant_bits", "register", "sparsity",
+    "steps", "storage_table", "walk",
 ]
