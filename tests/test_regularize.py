@@ -37,3 +37,21 @@ def test_recipe_steps_for_schedules_and_ssl(digits):
     )]
     model = run_recipe(net(), steps, Context(train=digits.train), progress=False)
     assert sparsity(model)["total"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_distillation_step_uses_the_model_before_compression(digits):
+    from nntailor.train import evaluate
+
+    steps = [config_from_dict(s) for s in (
+        {"step": "finetune", "epochs": 3, "lr": 0.003},
+        {"step": "prune", "sparsity": 0.7},
+        {"step": "finetune", "epochs": 3, "distill": True, "alpha": 0.7},
+    )]
+    context = Context(train=digits.train)
+    model = run_recipe(net(), steps, context, progress=False)
+    assert context.teacher is not None and sparsity(context.teacher)["total"] == 0.0  # the float baseline
+    assert sparsity(model)["total"] == pytest.approx(0.7, abs=0.01)
+    assert evaluate(model, digits.test) > 0.6
+    with pytest.raises(Exception, match="needs a technique before it"):
+        run_recipe(net(), [config_from_dict({"step": "finetune", "distill": True})], Context(train=digits.train),
+                   progress=False)

@@ -36,6 +36,7 @@ class Context:
     input_shape: tuple[int, ...] | None = None
     target: Any = None  # a Target or catalog name
     seed: int = 0
+    teacher: Any = None  # the model before a recipe's first technique, for distillation steps
 
     def need_train(self, technique: str) -> Any:
         if self.train is None:

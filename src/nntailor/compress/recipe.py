@@ -14,6 +14,7 @@ weights stay shared (``ClusterHook``). Resuming needs no state of its own: techn
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, curre
 from nntailor.compress.regularize import GroupLasso
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
-from nntailor.train import TrainConfig, TrainHook, fit
+from nntailor.train import Distillation, TrainConfig, TrainHook, fit
 from nntailor.yamlfile import read_yaml
 
 
@@ -45,6 +46,10 @@ class FinetuneConfig(CompressConfig):
     schedule: Schedule | None = None
     scope: Literal["layer", "global"] = "layer"
     group_lasso: float = Field(default=0.0, ge=0)  # SSL strength (Wen et al. 2016); 0 = off
+    # Hinton distillation from the model as it was before the recipe's first technique (the float baseline)
+    distill: bool = False
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.9, ge=0, le=1)
     group_lasso_groups: list[Literal["filters", "channels"]] = Field(default_factory=lambda: ["filters"])
 
 
@@ -77,7 +82,10 @@ def run_recipe(
     ``start`` numbers the steps when a recipe is run in parts (checkpoint names and seeds stay the same).
     """
     clustered = False
+    teacher = context.teacher
     for i, step in enumerate(steps, start=start):
+        if teacher is None and not isinstance(step, FinetuneConfig):
+            teacher = context.teacher = copy.deepcopy(model).eval()  # the model before any technique
         if isinstance(step, FinetuneConfig):
             hooks: list[TrainHook] = []
             if clustered:
@@ -88,6 +96,10 @@ def run_recipe(
                 hooks.append(MaskHook(model))
             if step.group_lasso:
                 hooks.append(GroupLasso(model, step.group_lasso, step.group_lasso_groups))
+            if step.distill:
+                if teacher is None:
+                    raise UserError("a distill step needs a technique before it (the teacher is the model then)")
+                hooks.append(Distillation(teacher, step.temperature, step.alpha))
             config = TrainConfig(
                 epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, optimizer=step.optimizer,
                 weight_decay=step.weight_decay, max_steps=step.max_steps, seed=context.seed + i,
