@@ -8,6 +8,7 @@ list of ``{step: prune, sparsity: 0.9}`` validates field by field.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,3 +114,24 @@ def walk(
         if new is not child:
             setattr(model, name, new)
     return model
+
+
+def float_layer_filter(
+    model: nn.Module,
+    layers: list[str] | None,
+    exclude: list[str],
+    keep_first_last: bool,
+) -> Callable[[nn.Module, str], bool]:
+    """``walk``'s filter for techniques that swap plain Linear/Conv2d layers: fnmatch ``layers``/``exclude``
+    patterns, and optionally the first and last of them left alone (low-bit papers keep them in float)."""
+    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    skip = {names[0], names[-1]} if keep_first_last and names else set()
+
+    def chosen(module: nn.Module, fqn: str) -> bool:
+        if type(module) not in (nn.Linear, nn.Conv2d) or fqn in skip:
+            return False
+        if layers is not None and not any(fnmatch.fnmatch(fqn, p) for p in layers):
+            return False
+        return not any(fnmatch.fnmatch(fqn, p) for p in exclude)
+
+    return chosen

@@ -13,7 +13,6 @@ MACs as XNOR-popcounts or additions.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Literal
 
 import torch
@@ -21,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field
 
-from nntailor.compress.base import CompressConfig, register, walk
+from nntailor.compress.base import CompressConfig, float_layer_filter, register, walk
 
 Method = Literal["binaryconnect", "bnn", "bwn", "xnor", "twn", "ttq"]
 _BINARY_ACTIVATIONS = {"bnn", "xnor"}
@@ -125,15 +124,7 @@ class BinarizeConfig(CompressConfig):
 
 @register(BinarizeConfig)
 def binarize(model: nn.Module, config: BinarizeConfig = BinarizeConfig()) -> nn.Module:
-    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
-    skip = {names[0], names[-1]} if config.keep_first_last and names else set()
-
-    def chosen(module: nn.Module, fqn: str) -> bool:
-        if type(module) not in (nn.Linear, nn.Conv2d) or fqn in skip:
-            return False
-        if config.layers is not None and not any(fnmatch.fnmatch(fqn, p) for p in config.layers):
-            return False
-        return not any(fnmatch.fnmatch(fqn, p) for p in config.exclude)
+    chosen = float_layer_filter(model, config.layers, config.exclude, config.keep_first_last)
 
     def swap(module: nn.Module, _: str) -> nn.Module:
         cls = BinaryLinear if isinstance(module, nn.Linear) else BinaryConv2d

@@ -7,7 +7,6 @@ output channel; activations asymmetric per tensor.
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Literal
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn as nn
 from pydantic import Field, field_validator
 from torch.utils.data import DataLoader
 
-from nntailor.compress.base import CompressConfig, Context, register, walk
+from nntailor.compress.base import CompressConfig, Context, float_layer_filter, register, walk
 from nntailor.compress.quant.arith import QSpec, activation_spec, fixed_point_spec
 from nntailor.compress.quant.modules import ActivationQuantizer, QuantConv2d, QuantLinear
 from nntailor.errors import UserError
@@ -66,15 +65,7 @@ def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | 
     calibration = context.need_train("quantization (calibration data)")
     if len(calibration) == 0:
         raise UserError("the calibration set is empty")
-    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
-    skip = {names[0], names[-1]} if config.keep_first_last and names else set()
-
-    def chosen(module: nn.Module, fqn: str) -> bool:
-        if type(module) not in (nn.Linear, nn.Conv2d) or fqn in skip:
-            return False
-        if config.layers is not None and not any(fnmatch.fnmatch(fqn, p) for p in config.layers):
-            return False
-        return not any(fnmatch.fnmatch(fqn, p) for p in config.exclude)
+    chosen = float_layer_filter(model, config.layers, config.exclude, config.keep_first_last)
 
     def swap(module: nn.Module, fqn: str) -> nn.Module:
         act = _act_spec(config)
