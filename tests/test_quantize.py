@@ -85,3 +85,19 @@ def test_dynamic_fixed_point_ptq(trained):
         for kind in ("weights", "activations"):
             m, n = (int(v) for v in fmt[kind][1:].split("."))
             assert m + n + 1 == 8
+
+
+@pytest.mark.parametrize("learn", ["lsq", "pact"])
+def test_learned_ranges_move_and_help(trained, learn):
+    model, data, _ = trained
+    config = QuantizeConfig(weight_bits=2, act_bits=2, learn_ranges=learn)
+    ptq_acc = evaluate(apply(copy.deepcopy(model), config.model_copy(update={"learn_ranges": "none"}),
+                             Context(train=data.train)), data.test)
+    qat = apply(copy.deepcopy(model), config, Context(train=data.train))
+    param = "step_size" if learn == "lsq" else "alpha"
+    before = {n: float(getattr(m, param)) for n, m in qat.named_modules() if getattr(m, param, None) is not None}
+    assert set(before) == {"0.input_quant", "3.input_quant", "5.input_quant"}
+    run_recipe(qat, [FinetuneConfig(epochs=3, lr=1e-3)], Context(train=data.train), progress=False)
+    after = {n: float(getattr(m, param)) for n, m in qat.named_modules() if getattr(m, param, None) is not None}
+    assert any(abs(after[n] - before[n]) > 1e-4 for n in before)  # the ranges were learned
+    assert evaluate(qat, data.test) > ptq_acc + 0.05

@@ -8,6 +8,8 @@ linear layers for the capture and the cost model; ``quant_bits`` tells the cost 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -16,14 +18,23 @@ from nntailor.compress.quant.arith import QSpec, fake_quant, qparams
 from nntailor.compress.quant.observers import Observer
 
 
-class ActivationQuantizer(nn.Module):
-    """Calibrating: observe and pass through. Calibrated: fake-quantize with the frozen range."""
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
 
-    def __init__(self, spec: QSpec, calibration: str = "minmax", percentile: float = 99.99) -> None:
+
+class ActivationQuantizer(nn.Module):
+    """Calibrating: observe and pass through. Calibrated: fake-quantize with the frozen range, or with a learned
+    one: LSQ (Esser et al. 2020) learns the step size, PACT (Choi et al. 2018) the clipping level alpha."""
+
+    def __init__(self, spec: QSpec, calibration: str = "minmax", percentile: float = 99.99,
+                 learn: str = "none") -> None:
         super().__init__()
         self.spec = spec
+        self.learn = learn
         self.observer = Observer(calibration, spec, percentile=percentile)
         self.calibrating = True
+        self.step_size: nn.Parameter | None = None  # LSQ
+        self.alpha: nn.Parameter | None = None  # PACT
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
 
@@ -32,7 +43,26 @@ class ActivationQuantizer(nn.Module):
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point)
         self.calibrating = False
+        if self.learn == "lsq":  # learned from the calibrated step
+            self.step_size = nn.Parameter(self.scale.detach().clone())
+        elif self.learn == "pact":  # learned from the calibrated upper end
+            self.alpha = nn.Parameter(self.observer.range_()[1].detach().clone().clamp(min=1e-3))
         self.observer.samples.clear()
+
+    def _lsq(self, x: torch.Tensor) -> torch.Tensor:
+        # gradient of the step scaled by 1 / sqrt(N qmax), as LSQ prescribes, so it learns at the weights' pace
+        g = 1.0 / math.sqrt(x.numel() * self.spec.qmax)
+        s = self.step_size * g + (self.step_size - self.step_size * g).detach()
+        zp = self.zero_point.float()
+        q = round_ste(torch.clamp(x / s + zp, self.spec.qmin, self.spec.qmax))
+        return (q - zp) * s
+
+    def _pact(self, x: torch.Tensor) -> torch.Tensor:
+        # clamp(x, 0, alpha) written so alpha gets the gradient of the clipped part, then k-bit uniform in [0, alpha]
+        y = 0.5 * (x.abs() - (x - self.alpha).abs() + self.alpha)
+        levels = (1 << self.spec.bits) - 1
+        step = self.alpha / levels
+        return round_ste(y / step) * step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "meta":  # shape propagation by the capture: nothing to observe or round
@@ -40,6 +70,10 @@ class ActivationQuantizer(nn.Module):
         if self.calibrating:
             self.observer.observe(x)
             return x
+        if self.step_size is not None:
+            return self._lsq(x)
+        if self.alpha is not None:
+            return self._pact(x)
         return fake_quant(x, self.scale, self.zero_point, self.spec)
 
 
@@ -59,11 +93,11 @@ class QuantLinear(nn.Linear):
     op_kind = "linear"
 
     def __init__(self, dense: nn.Linear, weight_spec: QSpec, act_spec: QSpec, calibration: str,
-                 percentile: float = 99.99) -> None:
+                 percentile: float = 99.99, learn: str = "none") -> None:
         super().__init__(dense.in_features, dense.out_features, bias=dense.bias is not None)
         self.load_state_dict(dense.state_dict())
         self.weight_spec = weight_spec
-        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile)
+        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile, learn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.input_quant(x), quantize_weight(self.weight, self.weight_spec), self.bias)
@@ -73,12 +107,12 @@ class QuantConv2d(nn.Conv2d):
     op_kind = "conv"
 
     def __init__(self, dense: nn.Conv2d, weight_spec: QSpec, act_spec: QSpec, calibration: str,
-                 percentile: float = 99.99) -> None:
+                 percentile: float = 99.99, learn: str = "none") -> None:
         super().__init__(dense.in_channels, dense.out_channels, dense.kernel_size, dense.stride, dense.padding,
                          dense.dilation, dense.groups, dense.bias is not None, dense.padding_mode)
         self.load_state_dict(dense.state_dict())
         self.weight_spec = weight_spec
-        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile)
+        self.input_quant = ActivationQuantizer(act_spec, calibration, percentile, learn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.input_quant(x), quantize_weight(self.weight, self.weight_spec), self.bias)

@@ -36,6 +36,8 @@ class QuantizeConfig(CompressConfig):
     layers: list[str] | None = None  # fnmatch patterns; default every conv and linear
     exclude: list[str] = Field(default_factory=list)
     keep_first_last: bool = False  # leave the first and last MAC layer in float, as low-bit papers do
+    # QAT: learn the activation ranges while fine-tuning (LSQ's step size, or PACT's clipping for ReLU inputs)
+    learn_ranges: Literal["none", "lsq", "pact"] = "none"
 
     @field_validator("weight_bits", "act_bits")
     @classmethod
@@ -70,7 +72,8 @@ def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | 
     def swap(module: nn.Module, fqn: str) -> nn.Module:
         act = _act_spec(config)
         cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
-        return cls(module, _weight_spec(config, module), act, config.calibration, config.percentile)
+        return cls(module, _weight_spec(config, module), act, config.calibration, config.percentile,
+                   config.learn_ranges)
 
     model = walk(model, swap, chosen)
     calibrate(model, calibration, config.calibration_batches, config.batch_size, context.seed)
