@@ -50,3 +50,32 @@ def test_impossible_budget_names_the_minimum():
     sens = {"a": {4: 1.0, 8: 0.1}, "b": {4: 1.0, 8: 0.1}}
     with pytest.raises(UserError, match="below the smallest possible model \\(48,000"):
         ilp_bits(sens, cost, 10_000, what="BOPs")
+
+
+def test_mixed_precision_step_meets_the_budget_at_least_as_well_as_uniform():
+    import copy
+
+    import torch.nn as nn
+
+    from nntailor.compress import Context, apply
+    from nntailor.compress.quant import MixedPrecisionConfig, quant_bits
+    from nntailor.data import load_dataset
+    from nntailor.train import TrainConfig, fit
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    fit(model, data.train, TrainConfig(epochs=3, lr=3e-3, progress=False))
+    params = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    budget = sum(params.values()) * 4 / 8  # the weight bytes of uniform 4-bit
+    mixed = apply(copy.deepcopy(model), MixedPrecisionConfig(budget=budget), Context(train=data.train))
+    bits = {n: w for n, (w, _) in quant_bits(mixed).items()}
+    assert set(bits) == set(params)
+    assert sum(params[n] * bits[n] / 8 for n in params) <= budget
+    with pytest.raises(UserError, match="smallest possible model"):
+        apply(copy.deepcopy(model), MixedPrecisionConfig(budget=10.0), Context(train=data.train))
+    # a BOPs budget priced by the cost model
+    shape = (1, 1, 8, 8)
+    bops = apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="bops", budget=sum(params.values()) * 4 * 8),
+                 Context(train=data.train, input_shape=shape, target="stm32l476"))
+    assert sum(params[n] * w * 8 for n, (w, _) in quant_bits(bops).items()) <= sum(params.values()) * 4 * 8
