@@ -79,3 +79,24 @@ def test_mixed_precision_step_meets_the_budget_at_least_as_well_as_uniform():
     bops = apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="bops", budget=sum(params.values()) * 4 * 8),
                  Context(train=data.train, input_shape=shape, target="stm32l476"))
     assert sum(params[n] * w * 8 for n, (w, _) in quant_bits(bops).items()) <= sum(params.values()) * 4 * 8
+
+
+def test_arm_baseline_gives_big_layers_low_widths_within_tolerance():
+    import copy
+
+    import torch.nn as nn
+
+    from nntailor.compress import Context
+    from nntailor.compress.quant.hawq import arm_sensitivity_bits, quantize_layers
+    from nntailor.data import load_dataset
+    from nntailor.train import TrainConfig, evaluate, fit
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    fit(model, data.train, TrainConfig(epochs=3, lr=3e-3, progress=False))
+    context = Context(train=data.train, test=data.test)
+    widths = arm_sensitivity_bits(model, context, [2, 4, 8], tolerance=0.01)
+    assert set(widths) == {"1", "3"} and all(b in (2, 4, 8) for b in widths.values())
+    quantized = quantize_layers(copy.deepcopy(model), widths, 8, context)
+    assert evaluate(quantized, data.test) >= evaluate(model, data.test) - 0.01 - 1e-9

@@ -73,8 +73,42 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
     sensitivity = omega(traces, weights, config.bits)
     cost, rest = layer_costs(model, names, config, context)
     chosen = ilp_bits(sensitivity, cost, config.budget - rest, what=config.budget_metric)
-    for b in sorted(set(chosen.values())):
-        layers = [n for n, width in chosen.items() if width == b]
-        model = quantize_model(model, QuantizeConfig(weight_bits=b, act_bits=config.act_bits, layers=layers),
-                               context)
+    return quantize_layers(model, chosen, config.act_bits, context)
+
+
+def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context) -> nn.Module:
+    """Quantize each named layer at its own weight width (one calibration per width group)."""
+    for b in sorted(set(widths.values())):
+        layers = [n for n, width in widths.items() if width == b]
+        model = quantize_model(model, QuantizeConfig(weight_bits=b, act_bits=act_bits, layers=layers), context)
     return model
+
+
+def arm_sensitivity_bits(
+    model: nn.Module,
+    context: Context,
+    bits: list[int],
+    *,
+    act_bits: int = 8,
+    tolerance: float = 0.005,
+) -> dict[str, int]:
+    """The Arm baseline: layers from the largest to the smallest, each given the lowest width whose PTQ accuracy
+    (the other layers at their widths so far, untouched ones at the highest) stays within ``tolerance``."""
+    import copy
+
+    from nntailor.train import evaluate
+
+    if context.test is None:
+        raise UserError("the Arm sensitivity baseline needs test data")
+    names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    sizes = {n: model.get_submodule(n).weight.numel() for n in names}
+    reference = evaluate(model, context.test)
+    widths = dict.fromkeys(names, max(bits))
+    for name in sorted(names, key=sizes.get, reverse=True):
+        for b in sorted(bits):
+            trial = {**widths, name: b}
+            accuracy = evaluate(quantize_layers(copy.deepcopy(model), trial, act_bits, context), context.test)
+            if accuracy >= reference - tolerance:
+                widths[name] = b
+                break
+    return widths
