@@ -115,3 +115,15 @@ def test_fixed_point_formats_follow_ristretto():
     assert float(scale) == 2**-5 and int(zp) == 0 and (spec.qmin, spec.qmax) == (-128, 127)
     x = torch.tensor([3.7, -3.7, 0.1234])
     assert torch.allclose(fake_quant(x, scale, zp, spec), torch.round(x * 32) / 32)
+
+
+def test_lognet_weights_are_signed_powers_of_two_within_the_range():
+    from nntailor.compress.quant.arith import log2_quant
+
+    x = torch.tensor([3.0, -0.7, 0.26, 0.01, -1e-4, 0.0])
+    q = log2_quant(x, QSpec(bits=3, symmetric=True, log2=True))
+    # full scale: round(log2 3) = 2 -> exponents 2, 1, 0, -1 (2^(3-1) of them); below 2^-1 -> 0
+    assert q.tolist() == [4.0, -0.5, 0.0, 0.0, 0.0, 0.0]
+    x.requires_grad_(True)
+    log2_quant(x, QSpec(bits=3, symmetric=True, log2=True)).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # straight through

@@ -26,6 +26,8 @@ class QSpec:
     axis: int | None = None  # per-channel axis; None = per tensor
     # fixed point Qm.n (seed 000; Ristretto's dynamic fixed point, seed 002): scale 2^-n, zero point 0
     power_of_two: bool = False
+    # LogNet (Miyashita et al. 2016): values sign x 2^e, e in 2^(bits-1) steps below the largest; 0 below that
+    log2: bool = False
 
     def __post_init__(self) -> None:
         if self.bits not in SUPPORTED_BITS:
@@ -99,3 +101,15 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spe
         shape[spec.axis] = -1
     q = torch.round(x / scale.reshape(shape)) + zero_point.reshape(shape)
     return torch.clamp(q, spec.qmin, spec.qmax).to(torch.int32)
+
+
+def log2_quant(x: torch.Tensor, spec: QSpec) -> torch.Tensor:
+    """sign(x) 2^round(log2|x|), exponents clamped to the 2^(bits-1) powers below the full-scale one
+    (round(log2 max|x|)); smaller magnitudes become 0. Gradients pass straight through."""
+    magnitude = x.detach().abs()
+    top = torch.round(torch.log2(magnitude.max().clamp(min=torch.finfo(torch.float32).tiny)))
+    lowest = top - (1 << (spec.bits - 1)) + 1
+    exponent = torch.round(torch.log2(magnitude.clamp(min=torch.finfo(torch.float32).tiny)))
+    q = torch.sign(x.detach()) * torch.pow(2.0, exponent.clamp(max=top))
+    q = torch.where(exponent < lowest, torch.zeros_like(q), q)
+    return x + (q - x).detach()

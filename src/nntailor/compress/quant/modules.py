@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nntailor.compress.quant.arith import QSpec, fake_quant, qparams
+from nntailor.compress.quant.arith import QSpec, fake_quant, log2_quant, qparams
 from nntailor.compress.quant.observers import Observer
 
 
@@ -80,6 +80,8 @@ class ActivationQuantizer(nn.Module):
 def quantize_weight(weight: torch.Tensor, spec: QSpec) -> torch.Tensor:
     if weight.device.type == "meta":
         return weight
+    if spec.log2:
+        return log2_quant(weight, spec)
     if spec.axis is None:
         lo, hi = weight.detach().min(), weight.detach().max()
     else:

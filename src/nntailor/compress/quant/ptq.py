@@ -22,8 +22,9 @@ from nntailor.errors import UserError
 
 class QuantizeConfig(CompressConfig):
     step: Literal["quantize"] = "quantize"
-    # affine: the TFLite int8 scheme; fixed_point: Qm.n per layer and per data type (dynamic fixed point)
-    scheme: Literal["affine", "fixed_point"] = "affine"
+    # affine: the TFLite int8 scheme; fixed_point: Qm.n per layer and per data type (dynamic fixed point);
+    # log2: LogNet's power-of-two weights (multiplies become shifts), activations affine
+    scheme: Literal["affine", "fixed_point", "log2"] = "affine"
     weight_bits: int = 8
     act_bits: int = 8
     per_channel: bool = True
@@ -50,6 +51,8 @@ class QuantizeConfig(CompressConfig):
 def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
     if config.scheme == "fixed_point":  # one format per layer for the weights (Ristretto's dynamic fixed point)
         return fixed_point_spec(config.weight_bits)
+    if config.scheme == "log2":
+        return QSpec(bits=config.weight_bits, symmetric=True, log2=True)
     axis = 0 if config.per_channel else None
     return QSpec(bits=config.weight_bits, symmetric=config.weight_symmetric, narrow=config.weight_symmetric,
                  axis=axis)
