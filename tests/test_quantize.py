@@ -101,3 +101,27 @@ def test_learned_ranges_move_and_help(trained, learn):
     after = {n: float(getattr(m, param)) for n, m in qat.named_modules() if getattr(m, param, None) is not None}
     assert any(abs(after[n] - before[n]) > 1e-4 for n in before)  # the ranges were learned
     assert evaluate(qat, data.test) > ptq_acc + 0.05
+
+
+def test_group_wise_weights_share_a_range_per_group():
+    from nntailor.compress.quant.arith import QSpec
+    from nntailor.compress.quant.modules import quantize_weight
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 16)
+    w[4:] *= 10  # the second "head" has a much larger range
+    spec = QSpec(bits=4, symmetric=True, narrow=True, group_size=4)
+    q = quantize_weight(w, spec)
+    for rows in (slice(0, 4), slice(4, 8)):  # one step size per group: max|w| of the group / 7
+        step = float(w[rows].abs().max()) / 7
+        assert torch.allclose(q[rows] / step, torch.round(q[rows] / step), atol=1e-4)
+    per_tensor = quantize_weight(w, QSpec(bits=4, symmetric=True, narrow=True))
+    assert (q[:4] - w[:4]).norm() < (per_tensor[:4] - w[:4]).norm()  # the small head keeps its resolution
+    with pytest.raises(UserError, match="group size 3 does not divide the 8 output rows"):
+        quantize_weight(w, QSpec(bits=4, symmetric=True, group_size=3))
+
+
+def test_group_wise_step(trained):
+    model, data, float_acc = trained
+    q = apply(copy.deepcopy(model), QuantizeConfig(group_size=2), Context(train=data.train))
+    assert evaluate(q, data.test) >= float_acc - 0.01

@@ -28,6 +28,8 @@ class QSpec:
     power_of_two: bool = False
     # LogNet (Miyashita et al. 2016): values sign x 2^e, e in 2^(bits-1) steps below the largest; 0 below that
     log2: bool = False
+    # Q-BERT (Shen et al. 2020): one range per group of this many consecutive output rows (per attention head)
+    group_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.bits not in SUPPORTED_BITS:

@@ -28,6 +28,7 @@ class QuantizeConfig(CompressConfig):
     weight_bits: int = 8
     act_bits: int = 8
     per_channel: bool = True
+    group_size: int | None = Field(default=None, ge=1)  # Q-BERT group-wise: rows sharing one weight range
     weight_symmetric: bool = True
     act_symmetric: bool = False
     calibration: Literal["minmax", "moving_average", "percentile", "mse", "kl"] = "minmax"
@@ -53,9 +54,9 @@ def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
         return fixed_point_spec(config.weight_bits)
     if config.scheme == "log2":
         return QSpec(bits=config.weight_bits, symmetric=True, log2=True)
-    axis = 0 if config.per_channel else None
+    axis = 0 if config.per_channel and config.group_size is None else None
     return QSpec(bits=config.weight_bits, symmetric=config.weight_symmetric, narrow=config.weight_symmetric,
-                 axis=axis)
+                 axis=axis, group_size=config.group_size)
 
 
 def _act_spec(config: QuantizeConfig) -> QSpec:
