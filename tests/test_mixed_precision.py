@@ -100,3 +100,24 @@ def test_arm_baseline_gives_big_layers_low_widths_within_tolerance():
     assert set(widths) == {"1", "3"} and all(b in (2, 4, 8) for b in widths.values())
     quantized = quantize_layers(copy.deepcopy(model), widths, 8, context)
     assert evaluate(quantized, data.test) >= evaluate(model, data.test) - 0.01 - 1e-9
+
+
+def test_eigenvalue_sensitivity_and_group_wise_widths():
+    import copy
+
+    import torch.nn as nn
+
+    from nntailor.compress import Context, apply
+    from nntailor.compress.quant import MixedPrecisionConfig, quant_bits
+    from nntailor.data import load_dataset
+    from nntailor.train import TrainConfig, fit
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    fit(model, data.train, TrainConfig(epochs=2, lr=3e-3, progress=False))
+    budget = (64 * 32 + 32 * 10) * 4 / 8
+    q = apply(copy.deepcopy(model), MixedPrecisionConfig(budget=budget, sensitivity="eigenvalue", group_size=2),
+              Context(train=data.train))
+    assert sum(m.weight.numel() * quant_bits(q)[n][0] / 8 for n, m in q.named_modules() if n in ("1", "3")) <= budget
+    assert q[1].weight_spec.group_size == 2

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch.utils.data import DataLoader
 
 from nntailor.compress.base import CompressConfig, Context, register
-from nntailor.compress.hessian import hessian_traces
+from nntailor.compress.hessian import hessian_traces, top_eigenvalues
 from nntailor.compress.quant.mixed import bops_cost, ilp_bits, omega, size_cost
 from nntailor.compress.quant.ptq import QuantizeConfig, quantize_model
 from nntailor.cost import analyze
@@ -28,6 +28,9 @@ class MixedPrecisionConfig(CompressConfig):
     budget_metric: Literal["weight_bytes", "bops", "energy_pj", "latency_s"] = "weight_bytes"
     budget: float = Field(gt=0)
     act_bits: int = 8
+    # HAWQ-V2: Tr(H_l)/n_l; HAWQ (v1): the top eigenvalue of H_l, by power iteration
+    sensitivity: Literal["trace", "eigenvalue"] = "trace"
+    group_size: int | None = Field(default=None, ge=1)  # Q-BERT group-wise ranges for the chosen widths
     trace_samples: int = Field(default=32, ge=1)
     trace_batches: int = Field(default=2, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -68,19 +71,27 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
                         generator=torch.Generator().manual_seed(context.seed))
     batches = [b for _, b in zip(range(config.trace_batches), loader, strict=False)]
     weights = {n: model.get_submodule(n).weight for n in names}
-    traces = dict(zip(names, hessian_traces(model, list(weights.values()), batches, samples=config.trace_samples,
-                                            generator=torch.Generator().manual_seed(context.seed)), strict=True))
+    generator = torch.Generator().manual_seed(context.seed)
+    if config.sensitivity == "trace":
+        curvature = hessian_traces(model, list(weights.values()), batches, samples=config.trace_samples,
+                                   generator=generator)
+        traces = dict(zip(names, curvature, strict=True))
+    else:  # omega() divides by n_l: scale lambda_max by n_l so the product is lambda_max x ||Q(W) - W||^2
+        curvature = top_eigenvalues(model, list(weights.values()), batches, generator=generator)
+        traces = {n: lam * weights[n].numel() for n, lam in zip(names, curvature, strict=True)}
     sensitivity = omega(traces, weights, config.bits)
     cost, rest = layer_costs(model, names, config, context)
     chosen = ilp_bits(sensitivity, cost, config.budget - rest, what=config.budget_metric)
-    return quantize_layers(model, chosen, config.act_bits, context)
+    return quantize_layers(model, chosen, config.act_bits, context, config.group_size)
 
 
-def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context) -> nn.Module:
+def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context,
+                    group_size: int | None = None) -> nn.Module:
     """Quantize each named layer at its own weight width (one calibration per width group)."""
     for b in sorted(set(widths.values())):
         layers = [n for n, width in widths.items() if width == b]
-        model = quantize_model(model, QuantizeConfig(weight_bits=b, act_bits=act_bits, layers=layers), context)
+        config = QuantizeConfig(weight_bits=b, act_bits=act_bits, layers=layers, group_size=group_size)
+        model = quantize_model(model, config, context)
     return model
 
 
