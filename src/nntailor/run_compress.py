@@ -26,11 +26,13 @@ from nntailor.train import evaluate
 ROW_KEYS = ("params", "nz_params", "macs", "nz_macs", "energy_pj", "peak_sram_bytes", "flash_bytes")
 
 
-def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int, clustered: bool) -> dict[str, Any]:
+def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int,
+            storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy and costs; ``storage`` (a Deep Compression table) gives the compressed size when shared."""
     totals = analyze(model, datasets.input_shape, target, bits=bits).totals
     row: dict[str, Any] = {"accuracy": evaluate(model, datasets.test)}
     row.update({key: totals[key] for key in ROW_KEYS})
-    row["compressed_bytes"] = storage_table(model)["compressed_bytes_huffman"] if clustered else sparse_bytes(model)
+    row["compressed_bytes"] = storage["compressed_bytes_huffman"] if storage else sparse_bytes(model)
     return row
 
 
@@ -73,10 +75,11 @@ def compress_model(
     first = next((i for i, s in enumerate(steps) if not isinstance(s, FinetuneConfig)), len(steps))
     checkpoints = out / "checkpoints"
     model = run_recipe(model, steps[:first], context, checkpoints=checkpoints, progress=progress)
-    before = measure(model, datasets, target, bits, clustered=False)
+    before = measure(model, datasets, target, bits)
     model = run_recipe(model, steps[first:], context, checkpoints=checkpoints, progress=progress, start=first)
     clustered = any(isinstance(s, ClusterConfig) for s in steps)
-    after = measure(model, datasets, target, bits, clustered)
+    storage = storage_table(model) if clustered else None  # Huffman coding once, for the row and the JSON
+    after = measure(model, datasets, target, bits, storage)
     save_model(model, out / "model.safetensors")
     result: dict[str, Any] = {
         "model": name or type(model).__name__,
@@ -86,7 +89,7 @@ def compress_model(
         "steps": [s.model_dump() for s in steps],
         "before": before,
         "after": after,
-        "storage": storage_table(model) if clustered else None,
+        "storage": storage,
     }
     write_json_atomic(out / "compress.json", result)
     return result

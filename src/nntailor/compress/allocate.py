@@ -36,10 +36,6 @@ def layer_sizes(model: nn.Module, config: PruneConfig | None = None) -> dict[str
     return {name: m.weight.numel() for name, m in prunable_layers(model, config)}
 
 
-def uniform(model: nn.Module, sparsity: float) -> dict[str, float]:
-    return dict.fromkeys(layer_sizes(model), sparsity)
-
-
 def log_size(sizes: dict[str, int], sparsity: float, max_sparsity: float = 0.98) -> dict[str, float]:
     """alpha x log|var_i| per layer, clipped to ``max_sparsity``, alpha solved so sum s_i|var_i| = pr sum|var_i|."""
     if not 0 <= sparsity < max_sparsity:

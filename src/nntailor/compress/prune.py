@@ -303,8 +303,3 @@ class GradualPruning(TrainHook):
         self.step += 1
         if self.step in self.steps:
             self._prune_now(model)
-
-
-def nm_compatible(model: nn.Module, m: int) -> list[str]:
-    """Layers whose input dimension is not a multiple of m (they cannot take N:M)."""
-    return [name for name, mod in prunable_layers(model) if math.prod(mod.weight.shape[1:]) % m]

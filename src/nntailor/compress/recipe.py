@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch.nn as nn
 from pydantic import Field
@@ -113,6 +113,3 @@ def run_recipe(
             on_step(i, step, model)
     return model
 
-
-def describe(step: CompressConfig) -> dict[str, Any]:
-    return step.model_dump(exclude_defaults=False)

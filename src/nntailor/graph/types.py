@@ -60,10 +60,6 @@ class Layer:
         return sum(numel(s) for s in self.output_shapes)
 
     @cached_property
-    def input_numel(self) -> int:
-        return sum(numel(s) for s in self.input_shapes)
-
-    @cached_property
     def activation_input_numel(self) -> int:
         """Elements read from activations: operands that are constants (parameters) excluded."""
         const = set(self.attrs.get("const_inputs", ()))
