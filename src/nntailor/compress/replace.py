@@ -3,6 +3,8 @@
 - LayerNorm -> NoNorm: h -> gamma * h + beta, an element-wise affine map with no mean or variance: no
   reductions, no square root, cheap in integer arithmetic. gamma and beta start from the LayerNorm's.
 - GELU -> ReLU: one compare instead of a transcendental.
+- nn.MultiheadAttention -> ``SplitAttention`` (exact): q, k, v and output projections as separate linears, so
+  quantization (per head with Q-BERT's groups) and pruning reach them.
 Both change what the network computes: follow them with a ``finetune`` step. The cost model prices the
 difference: a NoNorm is priced as one element-wise op per element where a LayerNorm is 5, and ReLU as 1
 (and fused into the layer before it) where GELU is 4.
@@ -15,6 +17,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from nntailor.compress.attention import split_attention
 from nntailor.compress.base import CompressConfig, register, walk
 
 
@@ -36,6 +39,7 @@ class ReplaceConfig(CompressConfig):
     step: Literal["replace"] = "replace"
     layernorm: bool = True  # LayerNorm -> NoNorm
     gelu: bool = True  # GELU -> ReLU
+    attention: bool = True  # nn.MultiheadAttention -> SplitAttention (the same function)
 
 
 @register(ReplaceConfig)
@@ -54,4 +58,5 @@ def replace_ops(model: nn.Module, config: ReplaceConfig = ReplaceConfig()) -> nn
                     no_norm.bias.copy_(module.bias)
         return no_norm
 
-    return walk(model, swap, chosen)
+    model = walk(model, swap, chosen)
+    return split_attention(model) if config.attention else model

@@ -14,6 +14,7 @@ import torch.nn as nn
 from pydantic import Field
 from torch.utils.data import DataLoader
 
+from nntailor.compress.attention import split_attention
 from nntailor.compress.base import CompressConfig, Context, register
 from nntailor.compress.hessian import hessian_traces, top_eigenvalues
 from nntailor.compress.quant.mixed import bops_cost, ilp_bits, omega, size_cost
@@ -64,6 +65,7 @@ def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig
 def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Context | None = None) -> nn.Module:
     context = context or Context()
     train = context.need_train("mixed precision (Hessian traces and calibration)")
+    model = split_attention(model)  # q, k and v as their own layers, each with its own width
     names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
     if not names:
         raise UserError("mixed precision found no conv or linear layer to quantize")

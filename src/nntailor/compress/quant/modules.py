@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from nntailor.compress.quant.arith import QSpec, fake_quant, log2_quant, qparams
 from nntailor.compress.quant.observers import Observer
-from nntailor.errors import UserError
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -85,14 +84,13 @@ def quantize_weight(weight: torch.Tensor, spec: QSpec) -> torch.Tensor:
     if spec.log2:
         return log2_quant(weight, spec)
     if spec.group_size:  # Q-BERT: consecutive blocks of output rows (e.g. one attention head) share a range
-        rows = weight.shape[0]
-        if rows % spec.group_size:
-            raise UserError(f"group size {spec.group_size} does not divide the {rows} output rows")
-        groups = weight.detach().reshape(rows // spec.group_size, -1)
-        scale, zero_point = qparams(groups.min(1).values, groups.max(1).values, spec)
-        scale = scale.repeat_interleave(spec.group_size)
-        zero_point = zero_point.repeat_interleave(spec.group_size)
-        return fake_quant(weight, scale, zero_point, replace(spec, axis=0, group_size=None))
+        rows = weight.detach().reshape(weight.shape[0], -1)
+        group = torch.arange(len(rows)) // spec.group_size  # a last, shorter group when the size does not divide
+        count = int(group[-1]) + 1
+        lo = torch.full((count,), float("inf")).scatter_reduce(0, group, rows.min(1).values, "amin")
+        hi = torch.full((count,), float("-inf")).scatter_reduce(0, group, rows.max(1).values, "amax")
+        scale, zero_point = qparams(lo, hi, spec)
+        return fake_quant(weight, scale[group], zero_point[group], replace(spec, axis=0, group_size=None))
     if spec.axis is None:
         lo, hi = weight.detach().min(), weight.detach().max()
     else:

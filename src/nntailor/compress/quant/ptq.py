@@ -14,6 +14,7 @@ import torch.nn as nn
 from pydantic import Field, field_validator
 from torch.utils.data import DataLoader
 
+from nntailor.compress.attention import split_attention
 from nntailor.compress.base import CompressConfig, Context, float_layer_filter, register, walk
 from nntailor.compress.quant.arith import QSpec, activation_spec, fixed_point_spec
 from nntailor.compress.quant.modules import ActivationQuantizer, QuantConv2d, QuantLinear
@@ -71,6 +72,8 @@ def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | 
     calibration = context.need_train("quantization (calibration data)")
     if len(calibration) == 0:
         raise UserError("the calibration set is empty")
+    # torch's fused q/k/v projection is out of reach of a layer swap: split it first (exactly the same function)
+    model = split_attention(model)
     chosen = float_layer_filter(model, config.layers, config.exclude, config.keep_first_last)
 
     def swap(module: nn.Module, fqn: str) -> nn.Module:
