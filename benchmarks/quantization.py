@@ -6,6 +6,8 @@ nntailor's cost model). Techniques that train (QAT, binary, ternary) get the sam
 Goals (issue 5): int8 PTQ within 0.5 points of float; 4-bit QAT within 1 point.
 Also: nntailor's int8 PTQ against torch.ao's FX-mode PTQ (x86 qconfig) on the same model and calibration data,
 accuracy and calibration time, in one run. LogNet quantizes the weights only (activations 8-bit affine).
+"compute nJ" is the MAC and op energy on the STM32L476 target (Horowitz 45 nm): LogNet's MACs priced as shifts,
+BinaryConnect/BWN/TWN/TTQ as adds, BNN/XNOR as XNOR-popcounts (their float first and last layers as fp32 MACs).
 
 Run: python benchmarks/quantization.py  ->  benchmarks/results/quantization.json
 """
@@ -27,7 +29,7 @@ from rich.table import Table
 from nntailor import analyze, zoo
 from nntailor.atomic import write_json_atomic
 from nntailor.compress import ClusterConfig, ClusterHook, Context, QuantizeConfig, apply, quant_bits
-from nntailor.compress.quant import BinarizeConfig, binary_bits
+from nntailor.compress.quant import BinarizeConfig, binary_bits, layer_arith
 from nntailor.data import load_dataset
 from nntailor.train import TrainConfig, evaluate, fit
 
@@ -35,9 +37,12 @@ SHAPE = (1, 1, 28, 28)
 
 
 def priced(model: nn.Module, bits: dict[str, tuple[int, int]], default: tuple[int, int]) -> dict[str, float]:
-    report = analyze(model, SHAPE, "stm32l476", bits=default[0], act_bits=default[1], layer_bits=bits)
+    """Weight size, BOPs and MAC energy; LogNet layers priced as shifts, binary/ternary as adds or XNORs."""
+    report = analyze(model, SHAPE, "stm32l476", bits=default[0], act_bits=default[1], layer_bits=bits,
+                     layer_arith=layer_arith(model))
     size = sum(lc.weight_bytes for lc in report.layers)
-    return {"size_bytes": size, "bops": report.totals["bops"]}
+    return {"size_bytes": size, "bops": report.totals["bops"],
+            "compute_energy_pj": report.totals["energy_breakdown_pj"]["compute"]}
 
 
 def torch_ao_ptq(model: nn.Module, calibration: list[torch.Tensor]) -> tuple[nn.Module, float]:
@@ -122,15 +127,16 @@ def main() -> None:
 
     console = Console(width=150)
     table = Table(title=f"LeNet-5 on {data.name} ({len(data.train)} train / {len(data.test)} test): reduced precision")
-    for col in ("technique", "accuracy %", "vs float", "weight bits", "act bits", "weight KB", "BOPs", "note"):
+    for col in ("technique", "accuracy %", "vs float", "weight bits", "act bits", "weight KB", "BOPs",
+                "compute nJ", "note"):
         table.add_column(col, justify="right" if col not in ("technique", "note") else "left")
     for r in rows:
         if "accuracy" in r:
             table.add_row(r["technique"], f"{100 * r['accuracy']:.2f}", f"{100 * (r['accuracy'] - float_acc):+.2f}",
                           str(r["weight_bits"]), str(r["act_bits"]), f"{r['size_bytes'] / 1000:.1f}",
-                          f"{r['bops']:.3g}", r["note"])
+                          f"{r['bops']:.3g}", f"{r['compute_energy_pj'] / 1000:.1f}", r["note"])
         else:
-            table.add_row(r["technique"], "-", "-", "-", "-", "-", "-", r["note"])
+            table.add_row(r["technique"], "-", "-", "-", "-", "-", "-", "-", r["note"])
     console.print(table)
     ptq_acc = next(r["accuracy"] for r in rows if r["technique"] == "int8 PTQ, per channel")
     qat_acc = next(r["accuracy"] for r in rows if r["technique"] == "4-bit QAT (LSQ)")

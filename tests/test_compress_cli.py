@@ -95,3 +95,18 @@ def test_bad_data_model_and_checkpoint(files, capsys):
     (files / "out" / "checkpoints" / "step1.pt").write_bytes(b"half a checkpoint")
     code, _, err = run(capsys, "compress", f"{files}/net.py:make", *base, "--data", "digits")
     assert code == 2 and "corrupt" in err
+
+
+def test_quantized_result_is_priced_at_its_widths(files, capsys):
+    # after a 4-bit LogNet step the "after" row prices 4-bit weights as shifts: BOPs at w4/a8, less compute energy
+    (files / "log.yaml").write_text("steps:\n  - {step: finetune, epochs: 2, lr: 0.003}\n"
+                                    "  - {step: quantize, scheme: log2, weight_bits: 4}\n")
+    code, out, err = run(capsys, "compress", f"{files}/net.py:make", "--recipe", f"{files}/log.yaml", "--data",
+                         "digits", "--out", f"{files}/log")
+    assert code == 0, err
+    result = json.loads((files / "log" / "compress.json").read_text())
+    macs = 64 * 32 + 32 * 10
+    assert result["before"]["bops"] == macs * 8 * 8
+    assert result["after"]["bops"] == macs * 4 * 8
+    assert result["after"]["energy_pj"] < result["before"]["energy_pj"]
+    assert "bops" in out

@@ -15,6 +15,7 @@ from nntailor.compress.allocate import BudgetConfig, check_budget
 from nntailor.compress.base import CompressConfig, Context
 from nntailor.compress.cluster import ClusterConfig
 from nntailor.compress.deep_compression import sparse_bytes, storage_table
+from nntailor.compress.quant import layer_formats
 from nntailor.compress.recipe import FinetuneConfig, run_recipe
 from nntailor.cost import analyze
 from nntailor.data import Datasets
@@ -23,13 +24,15 @@ from nntailor.graph import capture
 from nntailor.targets import Target
 from nntailor.train import evaluate
 
-ROW_KEYS = ("params", "nz_params", "macs", "nz_macs", "energy_pj", "peak_sram_bytes", "flash_bytes")
+ROW_KEYS = ("params", "nz_params", "macs", "nz_macs", "bops", "energy_pj", "peak_sram_bytes", "flash_bytes")
 
 
 def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int,
             storage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Accuracy and costs; ``storage`` (a Deep Compression table) gives the compressed size when shared."""
-    totals = analyze(model, datasets.input_shape, target, bits=bits).totals
+    """Accuracy and costs, each quantized layer at its own widths and arithmetic (the rest at ``bits``);
+    ``storage`` (a Deep Compression table) gives the compressed size when shared."""
+    widths, arith = layer_formats(model, bits, datasets.input_shape)
+    totals = analyze(model, datasets.input_shape, target, bits=bits, layer_bits=widths, layer_arith=arith).totals
     row: dict[str, Any] = {"accuracy": evaluate(model, datasets.test)}
     row.update({key: totals[key] for key in ROW_KEYS})
     row["compressed_bytes"] = storage["compressed_bytes_huffman"] if storage else sparse_bytes(model)

@@ -167,3 +167,48 @@ def top_eigenvalues(
         result.append(eigenvalue)
     model.train(was_training)
     return result
+
+
+def activation_traces(
+    model: nn.Module,
+    modules: Sequence[nn.Module],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    samples: int = 32,
+    loss_fn: Loss = cross_entropy,
+    generator: torch.Generator | None = None,
+) -> tuple[list[list[float]], list[list[torch.Tensor]]]:
+    """Tr(H) of each batch's loss w.r.t. the input activation of each module (HAWQ-V2's activation
+    sensitivity), by Hutchinson on a zero perturbation added to that input; with the inputs themselves, so the
+    caller can measure what quantizing them costs. Both are indexed [module][batch]."""
+    was_training = model.training
+    model.eval()
+    traces: list[list[float]] = [[] for _ in modules]
+    inputs: list[list[torch.Tensor]] = [[] for _ in modules]
+    deltas: dict[int, torch.Tensor] = {}  # this batch's perturbation of each module's input
+
+    def perturb(index: int) -> Callable:
+        def hook(_: nn.Module, args: tuple) -> tuple:
+            deltas[index] = torch.zeros_like(args[0], requires_grad=True)
+            inputs[index].append(args[0].detach())
+            return (args[0] + deltas[index], *args[1:])
+        return hook
+
+    for x, y in batches:
+        handles = [m.register_forward_pre_hook(perturb(i)) for i, m in enumerate(modules)]
+        try:
+            loss = loss_fn(model, x, y)
+        finally:
+            for h in handles:
+                h.remove()
+        perturbations = [deltas[i] for i in range(len(modules))]
+        grads = torch.autograd.grad(loss, perturbations, create_graph=True)
+        for i, (d, g) in enumerate(zip(perturbations, grads, strict=True)):
+            total = 0.0
+            for _ in range(samples):
+                z = torch.randint(0, 2, d.shape, generator=generator).to(d.dtype) * 2 - 1
+                (hz,) = torch.autograd.grad((g * z).sum(), d, retain_graph=True, allow_unused=True)
+                total += float((z * hz).sum()) if hz is not None else 0.0  # None: the loss is linear in d
+            traces[i].append(total / samples)
+    model.train(was_training)
+    return traces, inputs

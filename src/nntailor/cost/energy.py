@@ -65,10 +65,13 @@ def layer_energy(
     mac_count: int | None = None,
     ops: int | None = None,
     moved: Traffic | None = None,
+    arith: str = "mul",
 ) -> dict[str, float]:
     """Energy in pJ split into ``compute`` and one entry per memory level (``opal``: ``memory``).
 
-    ``mac_count``, ``ops`` and ``moved`` may be passed in when the caller has them already.
+    ``mac_count``, ``ops`` and ``moved`` may be passed in when the caller has them already. ``arith`` says how
+    the MACs that multiply a stored weight are done (``Energy.mac_as``); MACs between two activations
+    (attention scores) stay multiplies.
     """
     dtype = dtype_for_bits(max(w_bits, a_bits))
     mac_count = metrics.macs(layer) if mac_count is None else mac_count
@@ -82,7 +85,11 @@ def layer_energy(
             "memory": OPAL_MEMORY_WEIGHT * (layer.weight_numel + in_elems + out_elems) * unit,
         }
     t = moved or traffic(layer, target, w_bits, a_bits, mac_count)
-    parts = {"compute": mac_count * target.energy.mac(dtype) + ops * target.energy.op(dtype)}
+    per_mac = target.energy.mac(dtype)
+    if arith != "mul":
+        weighted = metrics.weight_macs_fraction(layer)
+        per_mac = weighted * target.energy.mac_as(arith, dtype) + (1 - weighted) * per_mac
+    parts = {"compute": mac_count * per_mac + ops * target.energy.op(dtype)}
     for mem in target.memories:
         parts[mem.name] = t.reads[mem.name] * mem.read_pj_per_byte + t.writes[mem.name] * mem.write_pj
     return parts

@@ -9,33 +9,43 @@ folded BN and fused activations (``cost.fusion``) run in their producer and own 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 from nntailor.cost.fusion import fused_layers
 from nntailor.cost.planner import GreedyPlanner
 from nntailor.graph.ops import ALIAS_KINDS
 from nntailor.graph.types import Graph
 
+# Ops that move or select activations without arithmetic: their output can be stored at the width of their
+# input with the same scale (TFLite requires it for max pooling), so both buffers take the width a consumer picks.
+WIDTH_PRESERVING = frozenset({"maxpool", "adaptive_maxpool", "pad", "permute", "shuffle", "shift", "slice", "relu",
+                              "relu6"})
+MAC_LAYER_KINDS = frozenset({"conv", "linear"})
 
-def plan_activations(
-    graph: Graph,
-    act_bits: int = 8,
-    fused: dict[str, str] | None = None,
-    layer_act_bits: dict[str, int] | None = None,
-) -> GreedyPlanner:
-    """The arena plan; ``layer_act_bits`` gives a layer's output width when it differs (mixed precision)."""
+
+@dataclass
+class Buffer:
+    """One arena buffer: a graph input or the output of an op that is not a view or a fused activation."""
+
+    name: str
+    numel: int
+    first: int  # op index that writes it (0 for graph inputs)
+    last: int  # op index that last reads it
+    readers: set[str] = field(default_factory=set)  # conv/linear modules that quantize it on input
+    fixed: bool = False  # read by some other op (add, cat, avg pool, the graph output): its width is not free
+
+
+def activation_buffers(graph: Graph, fused: dict[str, str] | None = None) -> list[Buffer]:
+    """The arena buffers with TFLM lifetimes, and which conv/linear modules read each one (directly, or through
+    width-preserving ops, whose output buffers are then tied to the same readers)."""
     fused = fused_layers(graph) if fused is None else fused
-    widths = layer_act_bits or {}
     root: dict[str, str] = {}  # tensor name -> buffer that holds it
-    sizes: dict[str, int] = {}
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-
+    buffers: dict[str, Buffer] = {}
     for name, shape in zip(graph.input_names, graph.input_shapes, strict=True):
         root[name] = name
-        sizes[name] = math.ceil(math.prod(shape) * act_bits / 8)
-        first[name] = last[name] = 0
-
+        buffers[name] = Buffer(name, math.prod(shape), 0, 0)
     op_index = -1
+    readers_of: dict[str, list[str]] = {}  # buffer -> ops that read it
     for layer in graph.layers:
         if layer.attrs.get("constant"):
             continue  # precomputed by the converter: model data, not an arena buffer
@@ -45,17 +55,76 @@ def plan_activations(
             continue
         op_index += 1
         for src in sources:
-            last[src] = max(last[src], op_index)
+            buffers[src].last = max(buffers[src].last, op_index)
+            readers_of.setdefault(src, []).append(layer.name)
         root[layer.name] = layer.name
-        sizes[layer.name] = math.ceil(layer.output_numel * widths.get(layer.name, act_bits) / 8)
-        first[layer.name] = last[layer.name] = op_index
-
+        buffers[layer.name] = Buffer(layer.name, layer.output_numel, op_index, op_index)
     final = max(op_index, 0)
     for name in graph.output_names:
         if name in root:
-            last[root[name]] = final
+            buffers[root[name]].last = final
+            buffers[root[name]].fixed = True
 
+    by_name = {layer.name: layer for layer in graph.layers}
+    for name, buf in buffers.items():
+        for reader in readers_of.get(name, []):
+            layer = by_name[reader]
+            if layer.op in MAC_LAYER_KINDS and layer.module and layer.weights:
+                buf.readers.add(layer.module)
+            elif layer.op not in WIDTH_PRESERVING:
+                buf.fixed = True
+    # a width-preserving op stores its output at its input's width: the two buffers share readers and fate
+    parent = {name: name for name in buffers}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for layer in graph.layers:
+        if layer.op in WIDTH_PRESERVING and layer.name in buffers:
+            src = next((root[i] for i in layer.inputs if i in root), None)
+            if src is not None:
+                parent[find(layer.name)] = find(src)
+    components: dict[str, list[Buffer]] = {}
+    for name, buf in buffers.items():
+        components.setdefault(find(name), []).append(buf)
+    for members in components.values():
+        readers = set().union(*(b.readers for b in members))
+        fixed = any(b.fixed for b in members)
+        for b in members:
+            b.readers, b.fixed = set(readers), fixed
+    return list(buffers.values())
+
+
+def plan_activations(
+    graph: Graph,
+    act_bits: int = 8,
+    fused: dict[str, str] | None = None,
+    layer_act_bits: dict[str, int] | None = None,
+) -> GreedyPlanner:
+    """The arena plan; ``layer_act_bits`` gives a buffer's width (by layer or graph input name) when it differs
+    from ``act_bits`` (mixed precision)."""
+    widths = layer_act_bits or {}
     planner = GreedyPlanner()
-    for name, size in sizes.items():
-        planner.add(name, size, first[name], last[name])
+    for buf in activation_buffers(graph, fused):
+        planner.add(buf.name, math.ceil(buf.numel * widths.get(buf.name, act_bits) / 8), buf.first, buf.last)
     return planner.plan()
+
+
+def live_sets(buffers: list[Buffer]) -> list[list[Buffer]]:
+    """The buffers live at each op (a buffer is live from the op that writes it to the last that reads it)."""
+    ops = max((b.last for b in buffers), default=0) + 1
+    return [[b for b in buffers if b.first <= t <= b.last] for t in range(ops)]
+
+
+def buffer_widths(buffers: list[Buffer], reader_widths: dict[str, int]) -> dict[str, int]:
+    """The width each buffer is stored at when its conv/linear readers quantize their inputs to
+    ``reader_widths`` (by module path): only a free buffer whose readers agree; the rest keep the default."""
+    out = {}
+    for buf in buffers:
+        widths = {reader_widths.get(r) for r in buf.readers}
+        if not buf.fixed and len(widths) == 1 and None not in widths:
+            out[buf.name] = widths.pop()
+    return out

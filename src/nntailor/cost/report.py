@@ -27,6 +27,7 @@ from nntailor.graph.capture import capture
 from nntailor.graph.types import Graph, Layer, Shape
 from nntailor.report.format import format_bytes
 from nntailor.targets import Memory, Target, load
+from nntailor.targets.schema import ARITH_KINDS
 
 SUPPORTED_BITS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 16, 32})
 
@@ -57,6 +58,7 @@ class LayerCost:
     normalized_arith_intensity: float  # AI / the model's highest layer AI (Keutzer's "normalized AI", seed 004)
     w_bits: int
     a_bits: int
+    arith: str = "mul"  # how weight MACs are done: mul, shift (log2 weights), add (binary/ternary), xnor
     fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer ("constant": folded)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +166,7 @@ def analyze(
     bits: int = 8,
     act_bits: int | None = None,
     layer_bits: Mapping[str, tuple[int, int]] | None = None,
+    layer_arith: Mapping[str, str] | None = None,
     energy_model: str | None = None,
     strict: bool = False,
     name: str | None = None,
@@ -172,7 +175,8 @@ def analyze(
     """Price ``model`` on ``target``: per-layer and total MACs, bytes, energy, latency, peak SRAM, flash.
 
     ``bits`` is the weight width, ``act_bits`` the activation width (default: ``bits``);
-    ``layer_bits`` overrides both per layer name or module path (mixed precision).
+    ``layer_bits`` overrides both per layer name or module path (mixed precision); ``layer_arith`` says, per
+    layer name or module path, that its weight MACs are shifts, adds or XNOR-popcounts (default multiplies).
     ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry.
     """
     tgt = load(target)
@@ -186,6 +190,10 @@ def analyze(
     for wb, ab in (layer_bits or {}).values():
         _check_bits(wb, "weight")
         _check_bits(ab, "activation")
+    arith_of = dict(layer_arith or {})
+    for where, kind in arith_of.items():
+        if kind not in ARITH_KINDS:
+            raise UserError(f"layer {where!r}: unknown arithmetic {kind!r}; valid: {', '.join(ARITH_KINDS)}")
     if isinstance(model, Graph):
         graph = model
     else:
@@ -201,7 +209,8 @@ def analyze(
     fused = fused_layers(graph)
     by_name = {layer.name: layer for layer in graph.layers}
     bn_hosts = {host for name, host in fused.items() if by_name[name].op == "batchnorm"}
-    act_bits_of: dict[str, int] = {}
+    # a graph input named in layer_bits (mixed precision) is stored at that activation width
+    act_bits_of = {name: per_layer[name][1] for name in graph.input_names if name in per_layer}
     layers: list[LayerCost] = []
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
@@ -216,7 +225,9 @@ def analyze(
         nz = metrics.nz_macs(layer, counts)
         executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
         t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None)
-        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t)
+        arith = arith_of.get(layer.name) or arith_of.get(layer.module) or "mul"
+        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t,
+                              arith=arith)
         timing = layer_timing(layer, tgt, wb, ab, executed, t, ops)
         reads, writes = metrics.act_elements(layer)
         layers.append(
@@ -245,6 +256,7 @@ def analyze(
                 normalized_arith_intensity=0.0,  # set below, once the highest AI is known
                 w_bits=wb,
                 a_bits=ab,
+                arith=arith,
             )
         )
 

@@ -83,6 +83,7 @@ def render_compression(result: dict[str, Any], console: Console) -> None:
         ("nz_params", lambda v: f"{v:,}"),
         ("macs", lambda v: f"{v:,}"),
         ("nz_macs", lambda v: f"{v:,}"),
+        ("bops", lambda v: f"{v:,}"),
         ("energy_pj", format_energy),
         ("peak_sram_bytes", format_bytes),
         ("flash_bytes", format_bytes),

@@ -34,6 +34,11 @@ HOROWITZ_45NM_MAC_PJ: dict[str, float] = {
     d: round(HOROWITZ_45NM_MULT_PJ[d] + HOROWITZ_45NM_ADD_PJ[_ACC[d]], 6) for d in HOROWITZ_45NM_MULT_PJ
 }
 
+# How a layer's multiply-accumulates are done: a multiplier, a shift (power-of-two weights), an add or
+# subtract (binary/ternary weights), or XNOR-popcount (binary weights and activations).
+ARITH_KINDS = ("mul", "shift", "add", "xnor")
+_DTYPE_BYTES = {"int8": 1, "int16": 2, "int32": 4, "fp16": 2, "fp32": 4}
+
 # OPAL's cost proxy (seed 000): energy is a weighted sum of MACs and memory accesses, one memory
 # access costing about 100 MACs.
 OPAL_MEMORY_WEIGHT = 100.0
@@ -116,6 +121,29 @@ class Energy(_Strict):
         table = dict(HOROWITZ_45NM_ADD_PJ if self.preset == "horowitz45" else {})
         table.update(self.op_pj)
         return _lookup(table, dtype, "energy.op_pj")
+
+    def mac_as(self, arith: str, dtype: str) -> float:
+        """One multiply-accumulate done as ``arith`` (see ``ARITH_KINDS``), from the MAC and add energies.
+
+        ``shift`` (LogNet's power-of-two weights): the activation is shifted by the weight's exponent, a
+        barrel shift priced as one add of the operand width, then accumulated (an add of the accumulator
+        width). ``add`` (binary or ternary weights, BinaryConnect to TTQ): the weight's sign picks add or
+        subtract, one accumulator add. ``xnor`` (BNN, XNOR-Net: both operands 1 bit): an XNOR-popcount step
+        of operand width covers that many MACs and is priced as one add of that width, plus one accumulator add
+        per step. These are assumptions built on Horowitz's adder figures, not measurements of a shift or
+        XNOR datapath.
+        """
+        if arith == "mul":
+            return self.mac(dtype)
+        accumulate = self.op(_ACC.get(dtype, dtype))
+        if arith == "shift":
+            return self.op(dtype) + accumulate
+        if arith == "add":
+            return accumulate
+        if arith == "xnor":
+            lanes = 8 * _DTYPE_BYTES.get(dtype, 1)
+            return (self.op(dtype) + accumulate) / lanes
+        raise UserError(f"unknown arithmetic {arith!r}; valid: {', '.join(ARITH_KINDS)}")
 
 
 def _lookup(table: dict[str, float], dtype: str, where: str) -> float:

@@ -1,8 +1,12 @@
 """The mixed-precision step: HAWQ-V2 sensitivities, a HAWQ-V3-style integer program, then quantization.
 
-Budgets come from the one cost model: weight bytes, BOPs, or the energy or latency the target would spend
-(each layer priced at each width by ``analyze``). Peak SRAM is not offered: it depends on activation widths
-only, which this step keeps uniform.
+Budgets come from the one cost model: weight bytes, BOPs, the energy or latency the target would spend (each
+layer priced at each width by ``analyze``), or peak SRAM. With ``act_bit_options`` the program also picks the
+activation widths: each stored activation tensor (a group of layers reading it) gets one width, priced by
+HAWQ-V2's activation Omega (Hutchinson trace of the loss Hessian w.r.t. that tensor). Peak SRAM depends only
+on those widths: the program keeps the bytes live at every op under the budget (the arena's lower bound), then
+the TFLM greedy planner checks the real arena; if fragmentation puts it over, the bound is tightened by the
+excess and the program solved again (as Rusci et al. 2020 size activations to an MCU's RAM).
 """
 
 from __future__ import annotations
@@ -11,24 +15,31 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.utils.data import DataLoader
 
 from nntailor.compress.attention import split_attention
 from nntailor.compress.base import CompressConfig, Context, register
-from nntailor.compress.hessian import hessian_traces, top_eigenvalues
-from nntailor.compress.quant.mixed import bops_cost, ilp_bits, omega, size_cost
+from nntailor.compress.hessian import activation_traces, hessian_traces, top_eigenvalues
+from nntailor.compress.quant.mixed import ActGroup, LiveSet, activation_omega, ilp_widths, omega, size_cost
 from nntailor.compress.quant.ptq import QuantizeConfig, quantize_model
 from nntailor.cost import analyze
+from nntailor.cost.memory import Buffer, activation_buffers, buffer_widths, live_sets
 from nntailor.errors import UserError
+from nntailor.graph import capture
+
+BudgetMetric = Literal["weight_bytes", "bops", "energy_pj", "latency_s", "peak_sram_bytes"]
 
 
 class MixedPrecisionConfig(CompressConfig):
     step: Literal["mixed_precision"] = "mixed_precision"
     bits: list[int] = Field(default_factory=lambda: [2, 4, 8])
-    budget_metric: Literal["weight_bytes", "bops", "energy_pj", "latency_s"] = "weight_bytes"
+    budget_metric: BudgetMetric = "weight_bytes"
     budget: float = Field(gt=0)
     act_bits: int = 8
+    # activation widths to choose from per stored tensor; default: act_bits only, or 2/4/8 up to act_bits for
+    # a peak-SRAM budget (which nothing else moves)
+    act_bit_options: list[int] | None = None
     # HAWQ-V2: Tr(H_l)/n_l; HAWQ (v1): the top eigenvalue of H_l, by power iteration
     sensitivity: Literal["trace", "eigenvalue"] = "trace"
     group_size: int | None = Field(default=None, ge=1)  # Q-BERT group-wise ranges for the chosen widths
@@ -36,29 +47,71 @@ class MixedPrecisionConfig(CompressConfig):
     trace_batches: int = Field(default=2, ge=1)
     batch_size: int = Field(default=128, ge=1)
 
+    @model_validator(mode="after")
+    def _widths(self) -> MixedPrecisionConfig:
+        for b in [*self.bits, self.act_bits, *(self.act_bit_options or [])]:
+            if not 2 <= b <= 16:
+                raise ValueError(f"bits must be in 2..16, got {b}")
+        return self
 
-def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig,
-                context: Context) -> tuple[dict[str, dict[int, float]], float]:
-    """Per layer and width, the budget metric; plus what the rest of the network costs regardless."""
+    def act_options(self) -> list[int]:
+        if self.act_bit_options:
+            return sorted(set(self.act_bit_options))
+        if self.budget_metric == "peak_sram_bytes":
+            return sorted({b for b in (2, 4, 8) if b < self.act_bits} | {self.act_bits})
+        return [self.act_bits]
+
+
+def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig, context: Context,
+                act_options: list[int]) -> tuple[dict[str, dict[tuple[int, int], float]], float]:
+    """Per layer and (weight, input activation) width, the budget metric; plus what the rest costs regardless."""
+    pairs = [(w, a) for w in config.bits for a in act_options]
     weights = {n: model.get_submodule(n).weight for n in names}
     if config.budget_metric == "weight_bytes":
-        return size_cost(weights, config.bits), 0.0
-    if context.input_shape is None or context.target is None:
-        raise UserError(f"a {config.budget_metric} budget needs the input shape and the target")
+        size = size_cost(weights, config.bits)
+        return {n: {(w, a): size[n][w] for w, a in pairs} for n in names}, 0.0
+    report = analyze(model, context.input_shape, context.target)
     if config.budget_metric == "bops":
-        report = analyze(model, context.input_shape, context.target)
         macs = {n: sum(lc.macs for lc in report.layers if lc.module == n) for n in names}
-        return bops_cost(macs, config.bits, config.act_bits), 0.0
-    cost: dict[str, dict[int, float]] = {n: {} for n in names}
+        return {n: {(w, a): macs[n] * w * a for w, a in pairs} for n in names}, 0.0
+    cost: dict[str, dict[tuple[int, int], float]] = {n: {} for n in names}
     rest = 0.0
-    for b in config.bits:
+    key = config.budget_metric
+    for w, a in pairs:
         report = analyze(model, context.input_shape, context.target,
-                         layer_bits={n: (b, config.act_bits) for n in names}, bits=config.act_bits)
-        key = config.budget_metric
+                         layer_bits={n: (w, a) for n in names}, bits=config.act_bits)
         for n in names:
-            cost[n][b] = sum(getattr(lc, key) for lc in report.layers if lc.module == n)
+            cost[n][(w, a)] = sum(getattr(lc, key) for lc in report.layers if lc.module == n)
         rest = sum(getattr(lc, key) for lc in report.layers if lc.module not in names)
     return cost, rest
+
+
+def activation_groups(buffers: list[Buffer], names: list[str]) -> list[list[str]]:
+    """Layers whose inputs must share one width: those reading the same free buffer (or tied buffers)."""
+    parent = {n: n for n in names}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    free = [b for b in buffers if b.readers and not b.fixed and b.readers <= set(names)]
+    for buf in free:
+        first, *rest = sorted(buf.readers)
+        for other in rest:
+            parent[find(other)] = find(first)
+    grouped = {n for buf in free for n in buf.readers}
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        if n in grouped:
+            groups.setdefault(find(n), []).append(n)
+    return list(groups.values())
+
+
+def _batches(train, config: MixedPrecisionConfig, seed: int) -> list:
+    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    return [b for _, b in zip(range(config.trace_batches), loader, strict=False)]
 
 
 @register(MixedPrecisionConfig)
@@ -69,9 +122,16 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
     names = [n for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
     if not names:
         raise UserError("mixed precision found no conv or linear layer to quantize")
-    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(context.seed))
-    batches = [b for _, b in zip(range(config.trace_batches), loader, strict=False)]
+    act_options = config.act_options()
+    needs_graph = config.budget_metric not in ("weight_bytes",) or len(act_options) > 1
+    if needs_graph and context.input_shape is None:
+        raise UserError(f"a {config.budget_metric} budget with activation widths {act_options} needs the input shape")
+    if config.budget_metric in ("energy_pj", "latency_s", "peak_sram_bytes") and context.target is None:
+        raise UserError(f"a {config.budget_metric} budget needs a target")
+    buffers = activation_buffers(capture(model, context.input_shape)) if needs_graph else []
+    member_lists = activation_groups(buffers, names) if len(act_options) > 1 else []
+
+    batches = _batches(train, config, context.seed)
     weights = {n: model.get_submodule(n).weight for n in names}
     generator = torch.Generator().manual_seed(context.seed)
     if config.sensitivity == "trace":
@@ -82,17 +142,66 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
         curvature = top_eigenvalues(model, list(weights.values()), batches, generator=generator)
         traces = {n: lam * weights[n].numel() for n, lam in zip(names, curvature, strict=True)}
     sensitivity = omega(traces, weights, config.bits)
-    cost, rest = layer_costs(model, names, config, context)
-    chosen = ilp_bits(sensitivity, cost, config.budget - rest, what=config.budget_metric)
-    return quantize_layers(model, chosen, config.act_bits, context, config.group_size)
+    groups = []
+    if member_lists:
+        grouped = [n for members in member_lists for n in members]
+        act_tr, inputs = activation_traces(model, [model.get_submodule(n) for n in grouped], batches,
+                                           samples=config.trace_samples, generator=generator)
+        act_omega = {n: activation_omega(t, x, act_options) for n, t, x in zip(grouped, act_tr, inputs, strict=True)}
+        groups = [ActGroup(members, {a: sum(act_omega[n][a] for n in members) for a in act_options})
+                  for members in member_lists]
+
+    if config.budget_metric == "peak_sram_bytes":
+        widths, act_widths = _solve_peak_sram(model, config, context, sensitivity, groups, buffers)
+    else:
+        cost, rest = layer_costs(model, names, config, context, act_options)
+        widths, act_widths = ilp_widths(sensitivity, config.budget - rest, cost=cost, groups=groups,
+                                        fixed_act=config.act_bits, what=config.budget_metric)
+    return quantize_layers(model, widths, config.act_bits, context, config.group_size, act_widths)
+
+
+def _live(buffers: list[Buffer], groups: list[ActGroup], act_bits: int) -> list[LiveSet]:
+    group_of = {n: g for g, group in enumerate(groups) for n in group.layers}
+    sets = []
+    for live in live_sets(buffers):
+        s = LiveSet(0.0)
+        for buf in live:
+            g = group_of.get(next(iter(buf.readers))) if buf.readers and not buf.fixed else None
+            if g is None:
+                s.fixed_bytes += buf.numel * act_bits / 8
+            else:
+                s.free.append((g, buf.numel))
+        sets.append(s)
+    return sets
+
+
+def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Context,
+                     sensitivity: dict[str, dict[int, float]], groups: list[ActGroup],
+                     buffers: list[Buffer]) -> tuple[dict[str, int], dict[str, int]]:
+    """Live-set constraints, then the real arena: tighten by the planner's excess until it fits."""
+    live = _live(buffers, groups, config.act_bits)
+    bound = config.budget
+    for _ in range(8):
+        widths, act_widths = ilp_widths(sensitivity, bound, groups=groups, live=live, fixed_act=config.act_bits,
+                                        what="peak_sram_bytes")
+        layer_bits = {name: (config.act_bits, a) for name, a in buffer_widths(buffers, act_widths).items()}
+        peak = analyze(model, context.input_shape, context.target, bits=config.act_bits,
+                       layer_bits=layer_bits).totals["peak_sram_bytes"]
+        if peak <= config.budget:
+            return widths, act_widths
+        bound -= peak - config.budget
+    raise UserError(f"peak_sram_bytes budget {config.budget:,.0f}: the arena planner could not fit the widths the "
+                    f"live-set bound allows (fragmentation); the last plan needed {peak:,.0f}")
 
 
 def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context,
-                    group_size: int | None = None) -> nn.Module:
-    """Quantize each named layer at its own weight width (one calibration per width group)."""
-    for b in sorted(set(widths.values())):
-        layers = [n for n, width in widths.items() if width == b]
-        config = QuantizeConfig(weight_bits=b, act_bits=act_bits, layers=layers, group_size=group_size)
+                    group_size: int | None = None, act_widths: dict[str, int] | None = None) -> nn.Module:
+    """Quantize each named layer at its own weight width and input-activation width (``act_widths``, default
+    ``act_bits``): one quantize step per distinct pair."""
+    pairs = {n: (w, (act_widths or {}).get(n, act_bits)) for n, w in widths.items()}
+    for pair in sorted(set(pairs.values())):
+        layers = [n for n, p in pairs.items() if p == pair]
+        config = QuantizeConfig(weight_bits=pair[0], act_bits=pair[1], layers=layers, group_size=group_size)
         model = quantize_model(model, config, context)
     return model
 

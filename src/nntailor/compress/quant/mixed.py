@@ -9,11 +9,12 @@ cost model supplies (energy, latency). Solved by scipy's milp (HiGHS). Pure arra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from nntailor.compress.quant.arith import fake_quant, qparams, weight_spec
+from nntailor.compress.quant.arith import activation_spec, fake_quant, qparams, weight_spec
 from nntailor.errors import UserError
 
 
@@ -32,6 +33,105 @@ def omega(traces: Mapping[str, float], weights: Mapping[str, torch.Tensor],
                    for b in bit_options} for name in traces}
 
 
+@dataclass
+class ActGroup:
+    """Layers whose input activations are one stored tensor (or tied through max pooling, padding, ...): their
+    input quantizers share one width. ``sensitivity`` is HAWQ-V2's Omega per width, summed over the layers."""
+
+    layers: list[str]
+    sensitivity: dict[int, float]
+
+
+@dataclass
+class LiveSet:
+    """The buffers live at one op: ``fixed_bytes`` at fixed widths, plus (group index, elements) at free ones."""
+
+    fixed_bytes: float
+    free: list[tuple[int, int]] = field(default_factory=list)
+
+
+def ilp_widths(
+    weight_sensitivity: Mapping[str, Mapping[int, float]],
+    budget: float,
+    *,
+    cost: Mapping[str, Mapping[tuple[int, int], float]] | None = None,
+    groups: Sequence[ActGroup] = (),
+    live: Sequence[LiveSet] = (),
+    fixed_act: int = 8,
+    what: str = "cost",
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Weight width per layer and input-activation width per group: argmin sum Omega (weights and activations)
+    subject to either an additive budget (``cost[layer][(w, a)]``, a the layer's input width) or, with ``live``,
+    peak SRAM: at every op, the bytes of the live buffers <= budget (the arena's live-set lower bound).
+
+    Binary variables z[l, w, a] (one pair per layer) and y[g, a] (one width per group), tied by
+    sum_w z[l, w, a] = y[g(l), a], so BOPs (w x a) and per-layer energy stay linear. Layers in no group read
+    activations at ``fixed_act``. Returns ({layer: weight bits}, {layer: input activation bits}).
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    layers = list(weight_sensitivity)
+    group_of = {name: g for g, group in enumerate(groups) for name in group.layers}
+    act_options = {name: sorted(groups[group_of[name]].sensitivity) if name in group_of else [fixed_act]
+                   for name in layers}
+    z = [(name, w, a) for name in layers for w in weight_sensitivity[name] for a in act_options[name]]
+    y = [(g, a) for g, group in enumerate(groups) for a in sorted(group.sensitivity)]
+    n = len(z) + len(y)
+
+    def row(entries: Mapping[int, float]) -> np.ndarray:
+        r = np.zeros(n)
+        for i, v in entries.items():
+            r[i] = v
+        return r
+
+    rows, lo, hi = [], [], []
+    for name in layers:  # one (w, a) pair per layer
+        rows.append(row({i: 1.0 for i, (nm, _, _) in enumerate(z) if nm == name}))
+        lo.append(1)
+        hi.append(1)
+        if name in group_of:  # ... whose a is its group's
+            for j, (g, a) in enumerate(y):
+                if g == group_of[name]:
+                    entries = {i: 1.0 for i, (nm, _, act) in enumerate(z) if nm == name and act == a}
+                    rows.append(row({**entries, len(z) + j: -1.0}))
+                    lo.append(0)
+                    hi.append(0)
+    for g in range(len(groups)):  # one width per group
+        rows.append(row({len(z) + j: 1.0 for j, (gg, _) in enumerate(y) if gg == g}))
+        lo.append(1)
+        hi.append(1)
+
+    if live:
+        smallest = max(s.fixed_bytes + sum(e * min(groups[g].sensitivity) / 8 for g, e in s.free) for s in live)
+        for s in live:
+            entries: dict[int, float] = {}
+            for g, elements in s.free:
+                for j, (gg, a) in enumerate(y):
+                    if gg == g:
+                        entries[len(z) + j] = entries.get(len(z) + j, 0.0) + elements * a / 8
+            rows.append(row(entries))
+            lo.append(-np.inf)
+            hi.append(budget - s.fixed_bytes)
+    elif cost is not None:
+        smallest = sum(min(cost[name][(w, a)] for nm, w, a in z if nm == name) for name in layers)
+        rows.append(row({i: cost[name][(w, a)] for i, (name, w, a) in enumerate(z)}))
+        lo.append(-np.inf)
+        hi.append(budget)
+    else:
+        raise ValueError("ilp_widths needs an additive cost or live sets")
+    if smallest > budget:
+        raise UserError(f"{what} budget {budget:,.0f} is below the smallest possible model ({smallest:,.0f}, every "
+                        f"layer at its lowest width)")
+
+    c = np.array([weight_sensitivity[name][w] for name, w, _ in z] + [groups[g].sensitivity[a] for g, a in y])
+    result = milp(c, constraints=[LinearConstraint(np.array(rows), lo, hi)], integrality=np.ones(n),
+                  bounds=Bounds(0, 1))
+    if not result.success:
+        raise UserError(f"no bit allocation meets the {what} budget: {result.message}")
+    chosen = [z[i] for i in range(len(z)) if result.x[i] > 0.5]
+    return {name: w for name, w, _ in chosen}, {name: a for name, _, a in chosen}
+
+
 def ilp_bits(
     sensitivity: Mapping[str, Mapping[int, float]],
     cost: Mapping[str, Mapping[int, float]],
@@ -39,28 +139,23 @@ def ilp_bits(
     *,
     what: str = "cost",
 ) -> dict[str, int]:
-    """argmin sum_l Omega_l(b_l) s.t. sum_l cost_l(b_l) <= budget, one width per layer (binary program)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
+    """argmin sum_l Omega_l(b_l) s.t. sum_l cost_l(b_l) <= budget, one width per layer (weights only)."""
+    pairs = {name: {(b, 8): c for b, c in per_width.items()} for name, per_width in cost.items()}
+    return ilp_widths(sensitivity, budget, cost=pairs, fixed_act=8, what=what)[0]
 
-    layers = list(sensitivity)
-    options = [(name, b) for name in layers for b in sensitivity[name]]
-    smallest = sum(min(cost[name].values()) for name in layers)
-    if smallest > budget:
-        raise UserError(f"{what} budget {budget:,.0f} is below the smallest possible model ({smallest:,.0f}, every "
-                        f"layer at its lowest width)")
-    c = np.array([sensitivity[name][b] for name, b in options])
-    one_each = np.array([[1.0 if name == layer else 0.0 for name, _ in options] for layer in layers])
-    within = np.array([[cost[name][b] for name, b in options]])
-    result = milp(
-        c,
-        constraints=[LinearConstraint(one_each, 1, 1), LinearConstraint(within, -np.inf, budget)],
-        integrality=np.ones(len(options)),
-        bounds=Bounds(0, 1),
-    )
-    if not result.success:
-        raise UserError(f"no bit allocation meets the {what} budget: {result.message}")
-    chosen = [options[i] for i, x in enumerate(result.x) if x > 0.5]
-    return dict(chosen)
+
+def activation_error(x: torch.Tensor, bits: int) -> float:
+    """||Q_b(x) - x||^2 with the activation spec (asymmetric per tensor, range from this tensor)."""
+    spec = activation_spec(bits)
+    scale, zp = qparams(x.min(), x.max(), spec)
+    return float(((fake_quant(x, scale, zp, spec) - x) ** 2).sum())
+
+
+def activation_omega(traces: Sequence[float], inputs: Sequence[torch.Tensor],
+                     bit_options: Sequence[int]) -> dict[int, float]:
+    """HAWQ-V2's Omega for one layer's input activation, averaged over batches: Tr(H_x)/n_x x ||Q(x) - x||^2."""
+    return {b: sum(t / x.numel() * activation_error(x, b) for t, x in zip(traces, inputs, strict=True))
+            / max(len(inputs), 1) for b in bit_options}
 
 
 def size_cost(weights: Mapping[str, torch.Tensor], bit_options: Sequence[int]) -> dict[str, dict[int, float]]:

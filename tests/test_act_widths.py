@@ -1,0 +1,120 @@
+"""Activation widths in mixed precision: arena buffers and who reads them, HAWQ-V2's activation traces against
+the exact Hessian, the joint integer program against exhaustive search, and a peak-SRAM budget end to end."""
+
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.autograd.functional import hessian
+
+from nntailor import UserError, analyze, zoo
+from nntailor.compress import Context, apply
+from nntailor.compress.hessian import activation_traces
+from nntailor.compress.quant import MixedPrecisionConfig, layer_formats
+from nntailor.compress.quant.mixed import ActGroup, LiveSet, ilp_widths
+from nntailor.cost.memory import activation_buffers, buffer_widths
+from nntailor.data import load_dataset
+from nntailor.graph import capture
+from nntailor.train import TrainConfig, evaluate, fit
+
+
+def test_buffers_know_their_readers():
+    buffers = {b.name: b for b in activation_buffers(capture(zoo.get("lenet5"), (1, 1, 28, 28)))}
+    # conv1 -> max pool -> conv2: the pool keeps its input's scale, so both buffers take conv2's input width
+    assert buffers["features.0"].readers == buffers["features.1"].readers == {"features.2"}
+    assert buffers["input"].readers == {"features.0"} and not buffers["input"].fixed
+    assert buffers["classifier.2"].fixed  # the graph output
+    resnet = {b.name: b for b in activation_buffers(capture(zoo.get("resnet8"), (1, 3, 32, 32)))}
+    assert resnet["conv1"].fixed  # read by the residual add as well as by stack1.conv1
+    assert resnet["stack1.add"].readers == {"stack2.conv1", "stack2.shortcut"}
+    widths = buffer_widths(list(resnet.values()), {"stack2.conv1": 4, "stack2.shortcut": 4, "stack1.conv1": 2})
+    assert widths["stack1.add"] == widths["stack2.pad"] == 4 and "conv1" not in widths
+
+
+def test_activation_trace_matches_the_exact_hessian():
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Linear(6, 8), nn.Tanh())
+    tail = nn.Sequential(nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3))
+    model = nn.Sequential(head, tail)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    traces, inputs = activation_traces(model, [tail[0]], [(x, y)], samples=2000,
+                                       generator=torch.Generator().manual_seed(0))
+    h = head(x).detach()
+    exact = hessian(lambda a: nn.functional.cross_entropy(tail(a), y), h).reshape(h.numel(), h.numel()).trace()
+    assert traces[0][0] == pytest.approx(float(exact), rel=0.05)
+    assert torch.equal(inputs[0][0], h)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_joint_program_equals_exhaustive_search(seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand() -> float:
+        return float(torch.rand((), generator=gen))
+
+    layers, bits, acts = ["a", "b", "c"], [2, 4, 8], [2, 4, 8]
+    w_sens = {n: {b: rand() / b for b in bits} for n in layers}
+    groups = [ActGroup(["a"], {a: rand() / a for a in acts}), ActGroup(["b", "c"], {a: rand() / a for a in acts})]
+    numel = [int(torch.randint(100, 1000, (), generator=gen)) for _ in range(2)]
+    live = [LiveSet(50.0, [(0, numel[0])]), LiveSet(20.0, [(0, numel[0]), (1, numel[1])]), LiveSet(300.0, [(1, 10)])]
+    budget = 320.0 + 0.5 * (numel[0] + numel[1]) * rand()
+    weights, act_in = ilp_widths(w_sens, budget, groups=groups, live=live, what="peak_sram_bytes")
+
+    def peak(g_widths):
+        return max(s.fixed_bytes + sum(e * g_widths[g] / 8 for g, e in s.free) for s in live)
+
+    best = min(
+        (sum(w_sens[n][w] for n, w in zip(layers, ws, strict=True)) + sum(groups[g].sensitivity[a]
+                                                                        for g, a in enumerate(gs)), ws, gs)
+        for ws in itertools.product(bits, repeat=3) for gs in itertools.product(acts, repeat=2)
+        if peak(gs) <= budget
+    )
+    got = sum(w_sens[n][weights[n]] for n in layers) + groups[0].sensitivity[act_in["a"]] + \
+        groups[1].sensitivity[act_in["b"]]
+    assert act_in["b"] == act_in["c"]  # one width per group
+    assert got == pytest.approx(best[0])
+    assert peak([act_in["a"], act_in["b"]]) <= budget
+    with pytest.raises(UserError, match="below the smallest possible model"):
+        ilp_widths(w_sens, 100.0, groups=groups, live=live, what="peak_sram_bytes")
+
+
+class Net(nn.Module):
+    """A digits CNN whose largest buffer (the first conv's 16 x 8 x 8 output) sets the peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc(x.flatten(1))
+
+
+def test_peak_sram_budget_end_to_end():
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = Net()
+    fit(model, data.train, TrainConfig(epochs=3, lr=3e-3, progress=False))
+    shape, target = (1, 1, 8, 8), "stm32l476"
+    int8_peak = analyze(model, shape, target).totals["peak_sram_bytes"]
+    assert int8_peak == 2 * 16 * 64  # conv1's output and conv2's, both live while conv2 runs
+    context = Context(train=data.train, input_shape=shape, target=target)
+    budget = 0.6 * int8_peak
+    mixed = apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=budget),
+                  context)
+    widths, _ = layer_formats(mixed, 8, shape)
+    report = analyze(mixed, shape, target, layer_bits=widths)
+    assert report.totals["peak_sram_bytes"] <= budget
+    assert min(m.input_quant.spec.bits for m in (mixed.conv2, mixed.fc)) < 8
+    assert evaluate(mixed, data.test) > 0.5
+    with pytest.raises(UserError, match="below the smallest possible model"):
+        apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=100), context)
+    with pytest.raises(UserError, match="needs the input shape"):
+        apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=budget),
+              Context(train=data.train))
