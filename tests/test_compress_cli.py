@@ -71,6 +71,8 @@ def test_compress_end_to_end_and_resume(files, capsys):
         ("steps: []\n", "non-empty list of steps"),
         ("steps: [unclosed\n", "not valid YAML"),
         ("steps:\n  - {step: prune, granularity: nm, n: 2, m: 5}\n", "multiple of 5"),
+        ("steps:\n  - {step: mixed_precision, budget: 1200, act_bit_options: [1, 8]}\n",
+         "act_bit_options: Value error, bits must be in 2..16, got 1"),
     ],
 )
 def test_bad_recipes(files, capsys, recipe, message):

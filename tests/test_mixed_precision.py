@@ -121,3 +121,24 @@ def test_eigenvalue_sensitivity_and_group_wise_widths():
               Context(train=data.train))
     assert sum(m.weight.numel() * quant_bits(q)[n][0] / 8 for n, m in q.named_modules() if n in ("1", "3")) <= budget
     assert q[1].weight_spec.group_size == 2
+
+
+def test_pareto_frontier_points_are_optimal_and_undominated():
+    from nntailor.compress.quant.mixed import pareto_frontier
+
+    torch.manual_seed(3)
+    weights = {f"l{i}": torch.randn(int(torch.randint(8, 64, ())), 16) for i in range(4)}
+    traces = {name: float(torch.rand(()) * 10 + 0.1) for name in weights}
+    bits = (2, 4, 8)
+    sens, cost = omega(traces, weights, bits), size_cost(weights, bits)
+    frontier = pareto_frontier(sens, cost, points=12)
+    assert len(frontier) >= 3
+    assert [p["cost"] for p in frontier] == sorted(p["cost"] for p in frontier)
+    assert all(a["omega"] > b["omega"] for a, b in itertools.pairwise(frontier))
+    everything = [(sum(cost[n][b] for n, b in zip(sens, combo, strict=True)),
+                   sum(sens[n][b] for n, b in zip(sens, combo, strict=True)))
+                  for combo in itertools.product(bits, repeat=len(sens))]
+    for p in frontier:  # no configuration is both cheaper (or equal) and less sensitive
+        assert not any(c <= p["cost"] and o < p["omega"] - 1e-12 for c, o in everything)
+    assert frontier[0]["cost"] == min(c for c, _ in everything)  # it spans the smallest model ...
+    assert frontier[-1]["omega"] == pytest.approx(min(o for _, o in everything))  # ... to the least sensitive

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 from torch.utils.data import DataLoader
 
 from nntailor.compress.attention import split_attention
@@ -47,12 +47,15 @@ class MixedPrecisionConfig(CompressConfig):
     trace_batches: int = Field(default=2, ge=1)
     batch_size: int = Field(default=128, ge=1)
 
-    @model_validator(mode="after")
-    def _widths(self) -> MixedPrecisionConfig:
-        for b in [*self.bits, self.act_bits, *(self.act_bit_options or [])]:
+    @field_validator("bits", "act_bits", "act_bit_options")
+    @classmethod
+    def _widths(cls, v: int | list[int] | None) -> int | list[int] | None:
+        for b in v if isinstance(v, list) else [] if v is None else [v]:
             if not 2 <= b <= 16:
                 raise ValueError(f"bits must be in 2..16, got {b}")
-        return self
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one width")
+        return v
 
     def act_options(self) -> list[int]:
         if self.act_bit_options:

@@ -166,3 +166,29 @@ def size_cost(weights: Mapping[str, torch.Tensor], bit_options: Sequence[int]) -
 def bops_cost(macs: Mapping[str, int], bit_options: Sequence[int], act_bits: int = 8) -> dict[str, dict[int, float]]:
     """BOPs (MACs x b_w x b_a) per layer and width."""
     return {name: {b: m * b * act_bits for b in bit_options} for name, m in macs.items()}
+
+
+def pareto_frontier(
+    sensitivity: Mapping[str, Mapping[int, float]],
+    cost: Mapping[str, Mapping[int, float]],
+    points: int = 16,
+) -> list[dict]:
+    """HAWQ-V2's Pareto frontier of sum Omega against cost (size, BOPs, ...): the integer program solved at
+    ``points`` budgets from the smallest to the largest model; each point is optimal for its budget, and
+    points that another dominates (no more cost, no more Omega) are dropped. Sorted by cost."""
+    layers = list(sensitivity)
+    lo = sum(min(cost[n].values()) for n in layers)
+    hi = sum(max(cost[n].values()) for n in layers)
+    found: dict[tuple, dict] = {}
+    for i in range(points):
+        budget = lo + (hi - lo) * i / max(points - 1, 1)
+        widths = ilp_bits(sensitivity, cost, budget)
+        key = tuple(widths[n] for n in layers)
+        found[key] = {"cost": sum(cost[n][widths[n]] for n in layers),
+                      "omega": sum(sensitivity[n][widths[n]] for n in layers), "widths": widths}
+    candidates = sorted(found.values(), key=lambda p: (p["cost"], p["omega"]))
+    frontier: list[dict] = []
+    for p in candidates:
+        if not frontier or p["omega"] < frontier[-1]["omega"]:
+            frontier.append(p)
+    return frontier
