@@ -128,3 +128,14 @@ def test_group_wise_step(trained):
     model, data, float_acc = trained
     q = apply(copy.deepcopy(model), QuantizeConfig(group_size=2), Context(train=data.train))
     assert evaluate(q, data.test) >= float_acc - 0.01
+
+
+def test_a_missing_per_channel_axis_names_the_layer():
+    from nntailor.data import load_dataset
+
+    data = load_dataset("digits")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(UserError, match="per-channel axis 2 does not exist in layer '1' \\(weight of shape \\(10, 64"):
+        apply(model, QuantizeConfig(axis=2), Context(train=data.train))
+    per_input = apply(copy.deepcopy(model), QuantizeConfig(axis=1), Context(train=data.train))
+    assert per_input[1].weight_spec.axis == 1

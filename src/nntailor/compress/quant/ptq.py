@@ -29,6 +29,7 @@ class QuantizeConfig(CompressConfig):
     weight_bits: int = 8
     act_bits: int = 8
     per_channel: bool = True
+    axis: int = 0  # the per-channel axis of the weight (0: output channels, as TFLite's conv and linear)
     group_size: int | None = Field(default=None, ge=1)  # Q-BERT group-wise: rows sharing one weight range
     weight_symmetric: bool = True
     act_symmetric: bool = False
@@ -55,7 +56,7 @@ def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
         return fixed_point_spec(config.weight_bits)
     if config.scheme == "log2":
         return QSpec(bits=config.weight_bits, symmetric=True, log2=True)
-    axis = 0 if config.per_channel and config.group_size is None else None
+    axis = config.axis % module.weight.dim() if config.per_channel and config.group_size is None else None
     return QSpec(bits=config.weight_bits, symmetric=config.weight_symmetric, narrow=config.weight_symmetric,
                  axis=axis, group_size=config.group_size)
 
@@ -77,6 +78,10 @@ def quantize_model(model: nn.Module, config: QuantizeConfig, context: Context | 
     chosen = float_layer_filter(model, config.layers, config.exclude, config.keep_first_last)
 
     def swap(module: nn.Module, fqn: str) -> nn.Module:
+        dims = module.weight.dim()
+        if config.per_channel and not -dims <= config.axis < dims:
+            raise UserError(f"quantize: per-channel axis {config.axis} does not exist in layer {fqn!r} (weight of "
+                            f"shape {tuple(module.weight.shape)})")
         act = _act_spec(config)
         cls = QuantLinear if isinstance(module, nn.Linear) else QuantConv2d
         return cls(module, _weight_spec(config, module), act, config.calibration, config.percentile,
