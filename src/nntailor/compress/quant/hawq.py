@@ -43,6 +43,7 @@ class MixedPrecisionConfig(CompressConfig):
     # HAWQ-V2: Tr(H_l)/n_l; HAWQ (v1): the top eigenvalue of H_l, by power iteration
     sensitivity: Literal["trace", "eigenvalue"] = "trace"
     group_size: int | None = Field(default=None, ge=1)  # Q-BERT group-wise ranges for the chosen widths
+    per_channel: bool = True  # weight ranges per output channel (TFLite), or one per tensor
     trace_samples: int = Field(default=32, ge=1)
     trace_batches: int = Field(default=2, ge=1)
     batch_size: int = Field(default=128, ge=1)
@@ -144,7 +145,7 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
     else:  # omega() divides by n_l: scale lambda_max by n_l so the product is lambda_max x ||Q(W) - W||^2
         curvature = top_eigenvalues(model, list(weights.values()), batches, generator=generator)
         traces = {n: lam * weights[n].numel() for n, lam in zip(names, curvature, strict=True)}
-    sensitivity = omega(traces, weights, config.bits)
+    sensitivity = omega(traces, weights, config.bits, config.per_channel, config.group_size)
     groups = []
     if member_lists:
         grouped = [n for members in member_lists for n in members]
@@ -160,7 +161,8 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
         cost, rest = layer_costs(model, names, config, context, act_options)
         widths, act_widths = ilp_widths(sensitivity, config.budget - rest, cost=cost, groups=groups,
                                         fixed_act=config.act_bits, what=config.budget_metric)
-    return quantize_layers(model, widths, config.act_bits, context, config.group_size, act_widths)
+    return quantize_layers(model, widths, config.act_bits, context, config.group_size, act_widths,
+                           config.per_channel)
 
 
 def _live(buffers: list[Buffer], groups: list[ActGroup], act_bits: int) -> list[LiveSet]:
@@ -198,13 +200,15 @@ def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Co
 
 
 def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context,
-                    group_size: int | None = None, act_widths: dict[str, int] | None = None) -> nn.Module:
+                    group_size: int | None = None, act_widths: dict[str, int] | None = None,
+                    per_channel: bool = True) -> nn.Module:
     """Quantize each named layer at its own weight width and input-activation width (``act_widths``, default
     ``act_bits``): one quantize step per distinct pair."""
     pairs = {n: (w, (act_widths or {}).get(n, act_bits)) for n, w in widths.items()}
     for pair in sorted(set(pairs.values())):
         layers = [n for n, p in pairs.items() if p == pair]
-        config = QuantizeConfig(weight_bits=pair[0], act_bits=pair[1], layers=layers, group_size=group_size)
+        config = QuantizeConfig(weight_bits=pair[0], act_bits=pair[1], layers=layers, group_size=group_size,
+                                per_channel=per_channel)
         model = quantize_model(model, config, context)
     return model
 
@@ -216,6 +220,7 @@ def arm_sensitivity_bits(
     *,
     act_bits: int = 8,
     tolerance: float = 0.005,
+    per_channel: bool = True,
 ) -> dict[str, int]:
     """The Arm baseline: layers from the largest to the smallest, each given the lowest width whose PTQ accuracy
     (the other layers at their widths so far, untouched ones at the highest) stays within ``tolerance``."""
@@ -232,7 +237,8 @@ def arm_sensitivity_bits(
     for name in sorted(names, key=sizes.get, reverse=True):
         for b in sorted(bits):
             trial = {**widths, name: b}
-            accuracy = evaluate(quantize_layers(copy.deepcopy(model), trial, act_bits, context), context.test)
+            quantized = quantize_layers(copy.deepcopy(model), trial, act_bits, context, per_channel=per_channel)
+            accuracy = evaluate(quantized, context.test)
             if accuracy >= reference - tolerance:
                 widths[name] = b
                 break

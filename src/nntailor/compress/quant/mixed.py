@@ -9,27 +9,32 @@ cost model supplies (energy, latency). Solved by scipy's milp (HiGHS). Pure arra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from nntailor.compress.quant.arith import activation_spec, fake_quant, qparams, weight_spec
+from nntailor.compress.quant.modules import quantize_weight
 from nntailor.errors import UserError
 
 
-def quantization_error(weight: torch.Tensor, bits: int) -> float:
-    """||Q_b(W) - W||^2 with the weight spec deploy uses (symmetric, per output channel)."""
-    spec = weight_spec(bits)
-    flat = weight.detach().reshape(weight.shape[0], -1)
-    scale, zp = qparams(flat.min(1).values, flat.max(1).values, spec)
-    return float(((fake_quant(weight.detach(), scale, zp, spec) - weight.detach()) ** 2).sum())
+def quantization_error(weight: torch.Tensor, bits: int, per_channel: bool = True,
+                       group_size: int | None = None) -> float:
+    """||Q_b(W) - W||^2 with the weight spec the quantize step will use (symmetric; per output channel by
+    default, as deploy wants, or per tensor, or per group of rows)."""
+    spec = weight_spec(bits, per_channel=per_channel and group_size is None)
+    if group_size is not None:
+        spec = replace(spec, group_size=group_size)
+    w = weight.detach()
+    return float(((quantize_weight(w, spec) - w) ** 2).sum())
 
 
-def omega(traces: Mapping[str, float], weights: Mapping[str, torch.Tensor],
-          bit_options: Sequence[int]) -> dict[str, dict[int, float]]:
+def omega(traces: Mapping[str, float], weights: Mapping[str, torch.Tensor], bit_options: Sequence[int],
+          per_channel: bool = True, group_size: int | None = None) -> dict[str, dict[int, float]]:
     """HAWQ-V2's Omega per layer and width."""
-    return {name: {b: traces[name] / weights[name].numel() * quantization_error(weights[name], b)
+    return {name: {b: traces[name] / weights[name].numel()
+                   * quantization_error(weights[name], b, per_channel, group_size)
                    for b in bit_options} for name in traces}
 
 
