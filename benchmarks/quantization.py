@@ -111,6 +111,14 @@ def main() -> None:
     lognet = apply(copy.deepcopy(base), QuantizeConfig(scheme="log2", weight_bits=4, act_bits=8), context)
     fit(lognet, data.train, tune)
     row("LogNet (4-bit log2 weights)", lognet, 4, 8, quant_bits(lognet), note="multiplies become shifts")
+    # seed 002's LogNet row: log weights 5-bit in conv, 4-bit in fc; activations 4-bit in the log domain too
+    lognet_seed = copy.deepcopy(base)
+    for pattern, w_bits in (("features.*", 5), ("classifier.*", 4)):
+        lognet_seed = apply(lognet_seed, QuantizeConfig(scheme="log2", weight_bits=w_bits, act_bits=4,
+                                                        log2_activations=True, layers=[pattern]), context)
+    fit(lognet_seed, data.train, tune)
+    row("LogNet (log2 weights and activations)", lognet_seed, "5 conv / 4 fc", 4, quant_bits(lognet_seed),
+        note="products are exponent adds and shifts")
     shared = apply(copy.deepcopy(base), ClusterConfig(bits=4))
     fit(shared, data.train, TrainConfig(epochs=1, lr=1e-4, optimizer="sgd", progress=False),
         hooks=[ClusterHook(shared)])

@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 from nntailor import UserError, analyze
 from nntailor.compress import Context, QuantizeConfig, apply, quant_bits
 from nntailor.compress.quant import QuantConv2d, QuantLinear
+from nntailor.compress.quant.modules import ActivationQuantizer
 from nntailor.compress.recipe import FinetuneConfig, run_recipe
 from nntailor.data import load_dataset
 from nntailor.train import TrainConfig, evaluate, fit
@@ -139,3 +140,26 @@ def test_a_missing_per_channel_axis_names_the_layer():
         apply(model, QuantizeConfig(axis=2), Context(train=data.train))
     per_input = apply(copy.deepcopy(model), QuantizeConfig(axis=1), Context(train=data.train))
     assert per_input[1].weight_spec.axis == 1
+
+
+def test_log_domain_activations(trained):
+    from nntailor.compress.quant.arith import QSpec, log2_quant
+
+    # unsigned 3-bit: 7 exponents below the full scale 2^2 = 4, and zero
+    x = torch.tensor([0.0, 0.03, 0.05, 0.3, 1.4, 3.0, 5.0])
+    q = log2_quant(x, QSpec(bits=3, log2=True), top=torch.tensor(2.0), signed=False)
+    assert q.tolist() == [0.0, 0.0, 2.0**-4, 0.25, 1.0, 4.0, 4.0]  # 0.03 rounds to 2^-5, below the lowest 2^-4
+    model, data, float_acc = trained
+    log = apply(copy.deepcopy(model), QuantizeConfig(scheme="log2", weight_bits=5, act_bits=4, log2_activations=True),
+                Context(train=data.train))
+    quantizer = next(m for m in log.modules() if isinstance(m, ActivationQuantizer) and not m.log2_signed)
+    seen = []
+    handle = quantizer.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    evaluate(log, data.test)
+    handle.remove()
+    values = torch.cat([s.flatten() for s in seen])
+    nonzero = values[values != 0]
+    assert torch.equal(torch.log2(nonzero), torch.round(torch.log2(nonzero)))  # every activation is 0 or 2^e
+    assert evaluate(log, data.test) > float_acc - 0.1
+    with pytest.raises(ValueError, match="log2_activations needs scheme: log2"):
+        QuantizeConfig(log2_activations=True)

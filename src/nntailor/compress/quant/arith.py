@@ -105,12 +105,16 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, spe
     return torch.clamp(q, spec.qmin, spec.qmax).to(torch.int32)
 
 
-def log2_quant(x: torch.Tensor, spec: QSpec) -> torch.Tensor:
-    """sign(x) 2^round(log2|x|), exponents clamped to the 2^(bits-1) powers below the full-scale one
-    (round(log2 max|x|)); smaller magnitudes become 0. Gradients pass straight through."""
+def log2_quant(x: torch.Tensor, spec: QSpec, top: torch.Tensor | None = None, signed: bool = True) -> torch.Tensor:
+    """sign(x) 2^round(log2|x|), exponents clamped to the levels below the full-scale one ``top`` (default
+    round(log2 max|x|) of this tensor; activations pass the calibrated one). Signed data spends a bit on the
+    sign: 2^(bits-1) exponents; unsigned data (after a ReLU) has 2^bits - 1 exponents and the code for 0.
+    Smaller magnitudes become 0. Gradients pass straight through."""
     magnitude = x.detach().abs()
-    top = torch.round(torch.log2(magnitude.max().clamp(min=torch.finfo(torch.float32).tiny)))
-    lowest = top - (1 << (spec.bits - 1)) + 1
+    if top is None:
+        top = torch.round(torch.log2(magnitude.max().clamp(min=torch.finfo(torch.float32).tiny)))
+    levels = (1 << (spec.bits - 1)) if signed else (1 << spec.bits) - 1
+    lowest = top - levels + 1
     exponent = torch.round(torch.log2(magnitude.clamp(min=torch.finfo(torch.float32).tiny)))
     q = torch.sign(x.detach()) * torch.pow(2.0, exponent.clamp(max=top))
     q = torch.where(exponent < lowest, torch.zeros_like(q), q)

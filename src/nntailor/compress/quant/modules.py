@@ -38,11 +38,18 @@ class ActivationQuantizer(nn.Module):
         self.alpha: nn.Parameter | None = None  # PACT
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("zero_point", torch.zeros((), dtype=torch.int32))
+        # log-domain activations (Miyashita et al. 2016): the calibrated full-scale exponent, and whether any
+        # value seen was negative (then one bit is the sign)
+        self.register_buffer("log2_top", torch.zeros(()))
+        self.register_buffer("log2_signed", torch.ones((), dtype=torch.bool))
 
     def freeze(self) -> None:
         scale, zero_point = self.observer.qparams_()
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point)
+        lo, hi = self.observer.range_()
+        self.log2_top.copy_(torch.round(torch.log2(torch.maximum(lo.abs(), hi.abs()).clamp(min=1e-12))))
+        self.log2_signed.copy_(lo < 0)
         self.calibrating = False
         if self.learn == "lsq":  # learned from the calibrated step
             self.step_size = nn.Parameter(self.scale.detach().clone())
@@ -75,6 +82,8 @@ class ActivationQuantizer(nn.Module):
             return self._lsq(x)
         if self.alpha is not None:
             return self._pact(x)
+        if self.spec.log2:
+            return log2_quant(x, self.spec, self.log2_top, bool(self.log2_signed))
         return fake_quant(x, self.scale, self.zero_point, self.spec)
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch.utils.data import DataLoader
 
 from nntailor.compress.attention import split_attention
@@ -42,6 +42,18 @@ class QuantizeConfig(CompressConfig):
     keep_first_last: bool = False  # leave the first and last MAC layer in float, as low-bit papers do
     # QAT: learn the activation ranges while fine-tuning (LSQ's step size, or PACT's clipping for ReLU inputs)
     learn_ranges: Literal["none", "lsq", "pact"] = "none"
+    # with scheme log2: activations in the log domain too (Miyashita et al. 2016), so a product is an exponent
+    # add and a shift
+    log2_activations: bool = False
+
+    @field_validator("log2_activations")
+    @classmethod
+    def _log_acts(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("scheme") != "log2":
+            raise ValueError("log2_activations needs scheme: log2")
+        if v and info.data.get("learn_ranges", "none") != "none":
+            raise ValueError("log2_activations has no learned ranges (learn_ranges: none)")
+        return v
 
     @field_validator("weight_bits", "act_bits")
     @classmethod
@@ -64,6 +76,8 @@ def _weight_spec(config: QuantizeConfig, module: nn.Module) -> QSpec:
 def _act_spec(config: QuantizeConfig) -> QSpec:
     if config.scheme == "fixed_point":  # and one per layer for its input activations
         return fixed_point_spec(config.act_bits)
+    if config.log2_activations:
+        return QSpec(bits=config.act_bits, log2=True)
     return activation_spec(config.act_bits, config.act_symmetric)
 
 
