@@ -126,3 +126,11 @@ def test_mixed_precision_chooses_a_width_per_projection(trained_encoder):
     assert sum(params[n] * bits[n] / 8 for n in names) <= budget
     assert mixed.attn.q_proj.weight_spec.group_size == 8
     assert evaluate(mixed, data.test) > 0.5
+
+
+def test_binarize_reaches_the_attention_projections():
+    from nntailor.compress.quant import BinarizeConfig, binary_bits
+
+    model = apply(Encoder(), BinarizeConfig(method="bwn"))
+    assert {"attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"} <= set(binary_bits(model))
+    assert "embed" not in binary_bits(model) and "head" not in binary_bits(model)  # first and last stay float

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import Field
 
+from nntailor.compress.attention import split_attention
 from nntailor.compress.base import CompressConfig, float_layer_filter, register, walk
 
 Method = Literal["binaryconnect", "bnn", "bwn", "xnor", "twn", "ttq"]
@@ -124,6 +125,7 @@ class BinarizeConfig(CompressConfig):
 
 @register(BinarizeConfig)
 def binarize(model: nn.Module, config: BinarizeConfig = BinarizeConfig()) -> nn.Module:
+    model = split_attention(model)  # q, k and v as linears the swap can reach (the same function)
     chosen = float_layer_filter(model, config.layers, config.exclude, config.keep_first_last)
 
     def swap(module: nn.Module, _: str) -> nn.Module:
