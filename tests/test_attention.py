@@ -134,3 +134,39 @@ def test_binarize_reaches_the_attention_projections():
     model = apply(Encoder(), BinarizeConfig(method="bwn"))
     assert {"attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"} <= set(binary_bits(model))
     assert "embed" not in binary_bits(model) and "head" not in binary_bits(model)  # first and last stay float
+
+
+def test_tied_attention_stays_tied_and_torch_layers_take_the_split():
+    torch.manual_seed(0)
+    shared = nn.MultiheadAttention(8, 2, batch_first=True)
+    tied = nn.ModuleList([shared] * 3)  # ALBERT-style reuse: one set of weights, three places
+    split_attention(tied)
+    assert tied[0] is tied[1] is tied[2] and isinstance(tied[0], SplitAttention)
+    assert sum(p.numel() for p in tied.parameters()) == sum(p.numel() for p in shared.parameters())
+    # nn.TransformerEncoderLayer's fast-path checks read in_proj_*: the split sends it down the slow path
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    expected = layer(x)
+    split_attention(layer)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_query_with_every_key_masked_gets_zeros_like_torch():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    split = SplitAttention(mha)
+    x = torch.randn(1, 3, 8)
+    mask = torch.zeros(3, 3, dtype=torch.bool)
+    mask[0] = True  # query 0 may attend to nothing
+    expected = mha(x, x, x, attn_mask=mask, need_weights=False)[0]
+    out = split(x, x, x, attn_mask=mask, need_weights=False)[0]
+    assert torch.equal(expected[0, 0], torch.zeros(8)) and torch.equal(out[0, 0], torch.zeros(8))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_reused_linear_is_quantized_once_everywhere():
+    data = load_dataset("digits")
+    fc = nn.Linear(64, 64)
+    model = nn.Sequential(nn.Flatten(), fc, nn.ReLU(), fc, nn.ReLU(), nn.Linear(64, 10))
+    quantized = apply(model, QuantizeConfig(), Context(train=data.train))
+    assert isinstance(quantized[1], QuantLinear) and quantized[1] is quantized[3]

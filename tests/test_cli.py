@@ -79,7 +79,7 @@ BAD = [
     (["analyze", "{file}:make", "--input-shape", "one,two"], "comma-separated integers"),
     (["analyze", "zoo:lenet5", "--target", "nochip"], "unknown target 'nochip'"),
     (["analyze", "zoo:lenet5", "--target", "{yaml}"], "memories.0.size_bytes"),
-    (["analyze", "zoo:lenet5", "--bits", "12"], "bits must be one of"),
+    (["analyze", "zoo:lenet5", "--bits", "24"], "bits must be 1 to 16 or 32"),
     (["analyze", "zoo:lenet5", "--count-like", "flopzilla"], "--count-like 'flopzilla'"),
     (["analyze", "zoo:lenet5", "--no-such-flag"], "no-such-flag"),
 ]

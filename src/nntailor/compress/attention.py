@@ -49,6 +49,12 @@ torch.fx.wrap("masked_scores")
 class SplitAttention(nn.Module):
     """nn.MultiheadAttention's forward (same arguments, same outputs) over separate q/k/v/out projections."""
 
+    # what torch's Transformer*Layer fast-path checks read: no fused projection, so they take the slow path and
+    # call this module
+    in_proj_weight = None
+    in_proj_bias = None
+    _qkv_same_embed_dim = False
+
     def __init__(self, mha: nn.MultiheadAttention) -> None:
         super().__init__()
         if mha.bias_k is not None or mha.add_zero_attn:
@@ -96,6 +102,8 @@ class SplitAttention(nn.Module):
         if attn_mask is not None or key_padding_mask is not None or is_causal:
             scores = masked_scores(scores, attn_mask, key_padding_mask, is_causal)
         weights = F.softmax(scores, dim=-1)
+        if not need_weights and (attn_mask is not None or key_padding_mask is not None or is_causal):
+            weights = weights.nan_to_num(0.0)  # a query with every key masked gets 0, as torch's SDPA path gives
         if self.dropout > 0.0:
             weights = F.dropout(weights, p=self.dropout, training=self.training)
         out = self.out_proj((weights @ v).transpose(-3, -2).flatten(-2))

@@ -102,15 +102,24 @@ def walk(
     handler: Callable[[nn.Module, str], nn.Module | None],
     filter_fn: Callable[[nn.Module, str], bool],
     prefix: str = "",
+    _done: dict[int, tuple[nn.Module, nn.Module]] | None = None,
 ) -> nn.Module:
-    """Depth-first over children; where ``filter_fn`` accepts, ``handler`` may return a replacement."""
+    """Depth-first over children; where ``filter_fn`` accepts, ``handler`` may return a replacement.
+
+    A module reachable by several paths (weights tied by reuse) is handled once and every reference gets the
+    same replacement, so the tie survives (``named_children`` would skip the repeats)."""
+    done = {} if _done is None else _done  # id(original) -> (original, replacement)
     if filter_fn(model, prefix):
         replaced = handler(model, prefix)
         if replaced is not None:
             return replaced
-    for name, child in list(model.named_children()):
+    for name, child in list(model._modules.items()):
+        if child is None:
+            continue
         fqn = f"{prefix}.{name}" if prefix else name
-        new = walk(child, handler, filter_fn, fqn)
+        if id(child) not in done:
+            done[id(child)] = (child, walk(child, handler, filter_fn, fqn, done))
+        new = done[id(child)][1]
         if new is not child:
             setattr(model, name, new)
     return model

@@ -29,7 +29,7 @@ from nntailor.report.format import format_bytes
 from nntailor.targets import Memory, Target, load
 from nntailor.targets.schema import ARITH_KINDS
 
-SUPPORTED_BITS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 16, 32})
+SUPPORTED_BITS = frozenset(range(1, 17)) | {32}  # any width quantization makes (2..16), binary, float
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Report:
 
 def _check_bits(bits: int, what: str) -> int:
     if bits not in SUPPORTED_BITS:
-        raise UserError(f"{what} bits must be one of {sorted(SUPPORTED_BITS)}, got {bits}")
+        raise UserError(f"{what} bits must be 1 to 16 or 32, got {bits}")
     return bits
 
 
