@@ -118,3 +118,18 @@ def test_peak_sram_budget_end_to_end():
     with pytest.raises(UserError, match="needs the input shape"):
         apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=budget),
               Context(train=data.train))
+
+
+def test_a_reused_layer_sums_its_calls():
+    torch.manual_seed(0)
+    fc = nn.Linear(6, 6)
+    model = nn.Sequential(fc, nn.Tanh(), fc, nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    traces, inputs = activation_traces(model, [fc], [(x, y)], samples=4000,
+                                       generator=torch.Generator().manual_seed(0))
+    assert inputs[0][0].numel() == 2 * 8 * 6  # both calls' inputs, as the one quantizer of fc sees them
+    # the first call's input is the model's input; the second call's is tanh(fc(x))
+    h2 = torch.tanh(fc(x)).detach()
+    first = hessian(lambda a: nn.functional.cross_entropy(model(a), y), x).reshape(48, 48).trace()
+    second = hessian(lambda b: nn.functional.cross_entropy(model[4](torch.tanh(fc(b))), y), h2).reshape(48, 48).trace()
+    assert traces[0][0] == pytest.approx(float(first + second), rel=0.05)

@@ -21,9 +21,13 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def hvp(loss: torch.Tensor, params: Sequence[torch.Tensor], vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    dot = sum((g * v).sum() for g, v in zip(grads, vectors, strict=True))
-    return list(torch.autograd.grad(dot, params, retain_graph=True))
+    """H v; a parameter the loss does not use (an unused head) has a zero gradient and a zero Hessian block."""
+    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, vectors, strict=True) if g is not None)
+    if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+        return [torch.zeros_like(p) for p in params]
+    hv = torch.autograd.grad(dot, params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if h is None else h for p, h in zip(params, hv, strict=True)]
 
 
 def hessian_diagonal(
@@ -180,35 +184,46 @@ def activation_traces(
 ) -> tuple[list[list[float]], list[list[torch.Tensor]]]:
     """Tr(H) of each batch's loss w.r.t. the input activation of each module (HAWQ-V2's activation
     sensitivity), by Hutchinson on a zero perturbation added to that input; with the inputs themselves, so the
-    caller can measure what quantizing them costs. Both are indexed [module][batch]."""
+    caller can measure what quantizing them costs. Both are indexed [module][batch]. A module called several
+    times (reused) gets the sum of its calls' traces and its inputs flattened and joined, as one quantizer sees
+    them all."""
     was_training = model.training
     model.eval()
     traces: list[list[float]] = [[] for _ in modules]
     inputs: list[list[torch.Tensor]] = [[] for _ in modules]
-    deltas: dict[int, torch.Tensor] = {}  # this batch's perturbation of each module's input
+    calls: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in modules]  # this batch: (delta, input)
 
     def perturb(index: int) -> Callable:
         def hook(_: nn.Module, args: tuple) -> tuple:
-            deltas[index] = torch.zeros_like(args[0], requires_grad=True)
-            inputs[index].append(args[0].detach())
-            return (args[0] + deltas[index], *args[1:])
+            delta = torch.zeros_like(args[0], requires_grad=True)
+            calls[index].append((delta, args[0].detach()))
+            return (args[0] + delta, *args[1:])
         return hook
 
     for x, y in batches:
+        for c in calls:
+            c.clear()
         handles = [m.register_forward_pre_hook(perturb(i)) for i, m in enumerate(modules)]
         try:
             loss = loss_fn(model, x, y)
         finally:
             for h in handles:
                 h.remove()
-        perturbations = [deltas[i] for i in range(len(modules))]
-        grads = torch.autograd.grad(loss, perturbations, create_graph=True)
-        for i, (d, g) in enumerate(zip(perturbations, grads, strict=True)):
+        deltas = [d for c in calls for d, _ in c]
+        grads = dict(zip(map(id, deltas), torch.autograd.grad(loss, deltas, create_graph=True, allow_unused=True),
+                         strict=True))
+        for i, module_calls in enumerate(calls):
             total = 0.0
-            for _ in range(samples):
-                z = torch.randint(0, 2, d.shape, generator=generator).to(d.dtype) * 2 - 1
-                (hz,) = torch.autograd.grad((g * z).sum(), d, retain_graph=True, allow_unused=True)
-                total += float((z * hz).sum()) if hz is not None else 0.0  # None: the loss is linear in d
-            traces[i].append(total / samples)
+            for d, _ in module_calls:
+                g = grads[id(d)]
+                for _ in range(samples):
+                    z = torch.randint(0, 2, d.shape, generator=generator).to(d.dtype) * 2 - 1
+                    hz = None
+                    if g is not None and g.requires_grad:
+                        (hz,) = torch.autograd.grad((g * z).sum(), d, retain_graph=True, allow_unused=True)
+                    total += float((z * hz).sum()) / samples if hz is not None else 0.0  # None: linear in d
+            traces[i].append(total)
+            inputs[i].append(torch.cat([x_in.flatten() for _, x_in in module_calls]) if len(module_calls) > 1
+                             else module_calls[0][1])
     model.train(was_training)
     return traces, inputs

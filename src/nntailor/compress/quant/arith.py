@@ -118,4 +118,6 @@ def log2_quant(x: torch.Tensor, spec: QSpec, top: torch.Tensor | None = None, si
     exponent = torch.round(torch.log2(magnitude.clamp(min=torch.finfo(torch.float32).tiny)))
     q = torch.sign(x.detach()) * torch.pow(2.0, exponent.clamp(max=top))
     q = torch.where(exponent < lowest, torch.zeros_like(q), q)
+    if not signed:  # no code for a negative value: it clips to 0
+        q = q.clamp(min=0)
     return x + (q - x).detach()

@@ -69,7 +69,8 @@ class MixedPrecisionConfig(CompressConfig):
 def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig, context: Context,
                 act_options: list[int]) -> tuple[dict[str, dict[tuple[int, int], float]], float]:
     """Per layer and (weight, input activation) width, the budget metric; plus what the rest costs regardless."""
-    pairs = [(w, a) for w in config.bits for a in act_options]
+    # layers outside any activation group read at act_bits even when act_bits is not among the options
+    pairs = [(w, a) for w in config.bits for a in sorted(set(act_options) | {config.act_bits})]
     weights = {n: model.get_submodule(n).weight for n in names}
     if config.budget_metric == "weight_bytes":
         size = size_cost(weights, config.bits)
@@ -171,7 +172,8 @@ def _live(buffers: list[Buffer], groups: list[ActGroup], act_bits: int) -> list[
     for live in live_sets(buffers):
         s = LiveSet(0.0)
         for buf in live:
-            g = group_of.get(next(iter(buf.readers))) if buf.readers and not buf.fixed else None
+            owners = {group_of.get(r) for r in buf.readers}
+            g = owners.pop() if len(owners) == 1 and not buf.fixed else None  # free only if one group reads it all
             if g is None:
                 s.fixed_bytes += buf.numel * act_bits / 8
             else:

@@ -94,10 +94,12 @@ def quantize_weight(weight: torch.Tensor, spec: QSpec) -> torch.Tensor:
         return log2_quant(weight, spec)
     if spec.group_size:  # Q-BERT: consecutive blocks of output rows (e.g. one attention head) share a range
         rows = weight.detach().reshape(weight.shape[0], -1)
-        group = torch.arange(len(rows)) // spec.group_size  # a last, shorter group when the size does not divide
+        # a last, shorter group when the size does not divide
+        group = torch.arange(len(rows), device=rows.device) // spec.group_size
         count = int(group[-1]) + 1
-        lo = torch.full((count,), float("inf")).scatter_reduce(0, group, rows.min(1).values, "amin")
-        hi = torch.full((count,), float("-inf")).scatter_reduce(0, group, rows.max(1).values, "amax")
+        like = {"dtype": rows.dtype, "device": rows.device}
+        lo = torch.full((count,), float("inf"), **like).scatter_reduce(0, group, rows.min(1).values, "amin")
+        hi = torch.full((count,), float("-inf"), **like).scatter_reduce(0, group, rows.max(1).values, "amax")
         scale, zero_point = qparams(lo, hi, spec)
         return fake_quant(weight, scale[group], zero_point[group], replace(spec, axis=0, group_size=None))
     if spec.axis is None:
