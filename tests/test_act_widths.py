@@ -133,3 +133,36 @@ def test_a_reused_layer_sums_its_calls():
     first = hessian(lambda a: nn.functional.cross_entropy(model(a), y), x).reshape(48, 48).trace()
     second = hessian(lambda b: nn.functional.cross_entropy(model[4](torch.tanh(fc(b))), y), h2).reshape(48, 48).trace()
     assert traces[0][0] == pytest.approx(float(first + second), rel=0.05)
+
+
+def test_activation_options_without_the_default_width():
+    # every buffer but the output is read by one linear: each layer is in a group, so all read at the only option
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32))
+    model.append(nn.Linear(32, 10))
+    context = Context(train=data.train, input_shape=(1, 1, 8, 8), target="stm32l476")
+    config = MixedPrecisionConfig(budget=(64 * 32 + 32 * 32 + 32 * 10) * 4 / 8, act_bit_options=[4])
+    mixed = apply(model, config, context)
+    assert {m.input_quant.spec.bits for m in mixed.modules() if hasattr(m, "input_quant")} == {4}
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = x.flatten(1)
+        return self.head(torch.relu(self.fc2(torch.relu(self.fc1(h))) + h))
+
+
+def test_a_layer_after_an_add_keeps_the_default_width():
+    data = load_dataset("digits")
+    context = Context(train=data.train, input_shape=(1, 1, 8, 8), target="stm32l476")
+    config = MixedPrecisionConfig(budget_metric="bops", budget=1e9, act_bit_options=[2, 4])
+    mixed = apply(Residual(), config, context)
+    # the input is read by fc1 and by the add: it stays at act_bits, which is not among the options
+    assert mixed.fc1.input_quant.spec.bits == 8
+    # fc1's output and the add's (relu fused) are read by one linear each: free, and a generous budget picks 4
+    assert mixed.fc2.input_quant.spec.bits == mixed.head.input_quant.spec.bits == 4

@@ -128,13 +128,13 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
     if not names:
         raise UserError("mixed precision found no conv or linear layer to quantize")
     act_options = config.act_options()
-    needs_graph = config.budget_metric not in ("weight_bytes",) or len(act_options) > 1
+    needs_graph = config.budget_metric not in ("weight_bytes",) or act_options != [config.act_bits]
     if needs_graph and context.input_shape is None:
         raise UserError(f"a {config.budget_metric} budget with activation widths {act_options} needs the input shape")
     if config.budget_metric in ("energy_pj", "latency_s", "peak_sram_bytes") and context.target is None:
         raise UserError(f"a {config.budget_metric} budget needs a target")
     buffers = activation_buffers(capture(model, context.input_shape)) if needs_graph else []
-    member_lists = activation_groups(buffers, names) if len(act_options) > 1 else []
+    member_lists = activation_groups(buffers, names) if act_options != [config.act_bits] else []
 
     batches = _batches(train, config, context.seed)
     weights = {n: model.get_submodule(n).weight for n in names}
