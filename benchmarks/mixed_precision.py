@@ -402,8 +402,7 @@ def activation_widths_under_sram(console: Console) -> dict:
     rows: dict[str, dict[str, list]] = {}
 
     def record(label: str, model: nn.Module) -> None:
-        widths, _ = layer_formats(model, ACT_BITS, SHAPE)
-        peak = analyze(model, SHAPE, TARGET, layer_bits=widths).totals["peak_sram_bytes"]
+        peak = analyze(model, SHAPE, TARGET, **layer_formats(model, ACT_BITS, SHAPE)).totals["peak_sram_bytes"]
         acts = "/".join(str(m.input_quant.spec.bits) for m in model.modules() if hasattr(m, "input_quant"))
         entry = rows.setdefault(label, {"accuracy": [], "peak_sram_bytes": [], "act_widths": []})
         entry["accuracy"].append(scores(model, data.test)[0])

@@ -108,8 +108,7 @@ def test_peak_sram_budget_end_to_end():
     budget = 0.6 * int8_peak
     mixed = apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=budget),
                   context)
-    widths, _ = layer_formats(mixed, 8, shape)
-    report = analyze(mixed, shape, target, layer_bits=widths)
+    report = analyze(mixed, shape, target, **layer_formats(mixed, 8, shape))
     assert report.totals["peak_sram_bytes"] <= budget
     assert min(m.input_quant.spec.bits for m in (mixed.conv2, mixed.fc)) < 8
     assert evaluate(mixed, data.test) > 0.5
@@ -157,7 +156,7 @@ class Residual(nn.Module):
         return self.head(torch.relu(self.fc2(torch.relu(self.fc1(h))) + h))
 
 
-def test_a_layer_after_an_add_keeps_the_default_width():
+def test_a_buffer_also_read_by_an_add_keeps_the_default_width():
     data = load_dataset("digits")
     context = Context(train=data.train, input_shape=(1, 1, 8, 8), target="stm32l476")
     config = MixedPrecisionConfig(budget_metric="bops", budget=1e9, act_bit_options=[2, 4])

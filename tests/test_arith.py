@@ -63,13 +63,31 @@ def test_layer_formats_read_the_compressed_model():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.Linear(32, 32),
                           nn.BatchNorm1d(32), nn.Linear(32, 10))
     log = apply(copy.deepcopy(model), QuantizeConfig(scheme="log2", weight_bits=4), Context(train=data.train))
-    assert layer_formats(log) == ({"1": (4, 8), "3": (4, 8), "5": (4, 8)}, dict.fromkeys(("1", "3", "5"), "shift"))
+    assert layer_formats(log) == {"layer_bits": {"1": (4, 8), "3": (4, 8), "5": (4, 8)},
+                                  "layer_arith": dict.fromkeys(("1", "3", "5"), "shift")}
     bnn = apply(copy.deepcopy(model), BinarizeConfig(method="bnn"))
-    assert layer_formats(bnn) == ({"3": (1, 1)}, {"3": "xnor"})  # first and last stay in float
+    assert layer_formats(bnn) == {"layer_bits": {"3": (1, 1)}, "layer_arith": {"3": "xnor"}}  # first, last float
     bwn = apply(copy.deepcopy(model), BinarizeConfig(method="twn", keep_first_last=False))
-    assert layer_formats(bwn) == (dict.fromkeys(("1", "3", "5"), (2, 8)), dict.fromkeys(("1", "3", "5"), "add"))
-    widths, arith = layer_formats(log)
-    shifted = analyze(log, (1, 1, 8, 8), "stm32l476", layer_bits=widths, layer_arith=arith).totals
+    assert layer_formats(bwn) == {"layer_bits": dict.fromkeys(("1", "3", "5"), (2, 8)),
+                                  "layer_arith": dict.fromkeys(("1", "3", "5"), "add")}
+    widths = layer_formats(log)["layer_bits"]
+    shifted = analyze(log, (1, 1, 8, 8), "stm32l476", **layer_formats(log)).totals
     multiplied = analyze(log, (1, 1, 8, 8), "stm32l476", layer_bits=widths).totals
     assert shifted["energy_breakdown_pj"]["compute"] < 0.5 * multiplied["energy_breakdown_pj"]["compute"]
     assert shifted["bops"] == multiplied["bops"] == (64 * 32 + 32 * 32 + 32 * 10) * 4 * 8
+
+
+def test_uniform_w4a4_is_priced_at_the_input_widths():
+    # BOPs multiply each layer's weight width by the width of the input it reads; the graph output is stored at
+    # the default width, every other buffer at the width its reader quantizes it to
+    from nntailor.data import load_dataset
+
+    data = load_dataset("digits")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    w4a4 = apply(model, QuantizeConfig(weight_bits=4, act_bits=4), Context(train=data.train))
+    formats = layer_formats(w4a4, 8, (1, 1, 8, 8))
+    assert formats["buffer_bits"] == {"input": 4, "1": 4}
+    report = analyze(w4a4, (1, 1, 8, 8), "stm32l476", **formats)
+    assert report.totals["bops"] == (64 * 32 + 32 * 10) * 4 * 4
+    assert report.totals["peak_sram_bytes"] == 48  # 64 + 32 elements at 4 bits, 16-byte aligned: 32 + 16
+    assert report.layer("3").act_bytes == (32 * 4 + 10 * 8) // 8

@@ -31,8 +31,8 @@ def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int,
             storage: dict[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy and costs, each quantized layer at its own widths and arithmetic (the rest at ``bits``);
     ``storage`` (a Deep Compression table) gives the compressed size when shared."""
-    widths, arith = layer_formats(model, bits, datasets.input_shape)
-    totals = analyze(model, datasets.input_shape, target, bits=bits, layer_bits=widths, layer_arith=arith).totals
+    totals = analyze(model, datasets.input_shape, target, bits=bits,
+                     **layer_formats(model, bits, datasets.input_shape)).totals
     row: dict[str, Any] = {"accuracy": evaluate(model, datasets.test)}
     row.update({key: totals[key] for key in ROW_KEYS})
     row["compressed_bytes"] = storage["compressed_bytes_huffman"] if storage else sparse_bytes(model)

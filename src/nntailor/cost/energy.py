@@ -33,10 +33,11 @@ class Traffic:
 
 def traffic(
     layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int,
-    nonzero_counts: dict[str, int] | None = None,
+    nonzero_counts: dict[str, int] | None = None, out_bits: int | None = None,
 ) -> Traffic:
-    """Bytes moved per memory level. With ``nonzero_counts`` (zero-skipping targets) weights move compressed:
-    each non-zero with its ``sparse_index_bits`` index."""
+    """Bytes moved per memory level: inputs at ``a_bits``, outputs at ``out_bits`` (default ``a_bits``). With
+    ``nonzero_counts`` (zero-skipping targets) weights move compressed: each non-zero with its
+    ``sparse_index_bits`` index."""
     w_bytes = metrics.weight_bytes(layer, w_bits, shared=True)  # a shared module reads its weights again
     if nonzero_counts is not None:  # compressed when that is smaller: dense layers pay no index overhead
         nonzero = sum(nonzero_counts.get(k, 0) for k in layer.all_weights)
@@ -44,7 +45,8 @@ def traffic(
     in_elems, out_elems = metrics.act_elements(layer)
     if layer.op == "embedding":  # only the looked-up rows are read
         w_bytes = min(w_bytes, out_elems * w_bits // 8)
-    role_bytes = {"weights": w_bytes, "inputs": in_elems * a_bits / 8, "outputs": out_elems * a_bits / 8}
+    out_bits = a_bits if out_bits is None else out_bits
+    role_bytes = {"weights": w_bytes, "inputs": in_elems * a_bits / 8, "outputs": out_elems * out_bits / 8}
     operand_bytes = max(w_bits, a_bits) / 8
     reads: dict[str, float] = {}
     writes: dict[str, float] = {}

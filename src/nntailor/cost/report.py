@@ -167,6 +167,7 @@ def analyze(
     act_bits: int | None = None,
     layer_bits: Mapping[str, tuple[int, int]] | None = None,
     layer_arith: Mapping[str, str] | None = None,
+    buffer_bits: Mapping[str, int] | None = None,
     energy_model: str | None = None,
     strict: bool = False,
     name: str | None = None,
@@ -209,8 +210,10 @@ def analyze(
     fused = fused_layers(graph)
     by_name = {layer.name: layer for layer in graph.layers}
     bn_hosts = {host for name, host in fused.items() if by_name[name].op == "batchnorm"}
-    # a graph input named in layer_bits (mixed precision) is stored at that activation width
-    act_bits_of = {name: per_layer[name][1] for name in graph.input_names if name in per_layer}
+    # a graph input named in buffer_bits (or layer_bits) is stored at that activation width
+    stored = dict(buffer_bits or {})
+    act_bits_of = {name: stored.get(name, per_layer[name][1] if name in per_layer else a_bits)
+                   for name in graph.input_names if name in stored or name in per_layer}
     layers: list[LayerCost] = []
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
@@ -220,11 +223,13 @@ def analyze(
             host = fused.get(layer.name, "constant")
             layers.append(_fused_cost(layer, host, wb, ab, sum(counts[k] for k in layer.weights)))
             continue
-        act_bits_of[layer.name] = ab
+        out_bits = ab if buffer_bits is None else stored.get(layer.name, a_bits)
+        act_bits_of[layer.name] = out_bits
         m, ops = metrics.macs(layer), metrics.other_ops(layer)
         nz = metrics.nz_macs(layer, counts)
         executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
-        t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None)
+        t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None,
+                    out_bits=out_bits)
         arith = arith_of.get(layer.name) or arith_of.get(layer.module) or "mul"
         energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t,
                               arith=arith)
@@ -245,7 +250,7 @@ def analyze(
                 other_ops=ops,
                 bops=m * wb * ab,
                 weight_bytes=metrics.weight_bytes(layer, wb),
-                act_bytes=math.ceil((reads + writes) * ab / 8),
+                act_bytes=math.ceil((reads * ab + writes * out_bits) / 8),
                 flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, bn_hosts, wb),
                 energy_pj=sum(energy.values()),
                 energy_breakdown_pj=energy,

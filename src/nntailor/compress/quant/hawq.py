@@ -191,9 +191,8 @@ def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Co
     for _ in range(8):
         widths, act_widths = ilp_widths(sensitivity, bound, groups=groups, live=live, fixed_act=config.act_bits,
                                         what="peak_sram_bytes")
-        layer_bits = {name: (config.act_bits, a) for name, a in buffer_widths(buffers, act_widths).items()}
         peak = analyze(model, context.input_shape, context.target, bits=config.act_bits,
-                       layer_bits=layer_bits).totals["peak_sram_bytes"]
+                       buffer_bits=buffer_widths(buffers, act_widths)).totals["peak_sram_bytes"]
         if peak <= config.budget:
             return widths, act_widths
         bound -= peak - config.budget
