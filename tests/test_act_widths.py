@@ -58,12 +58,17 @@ def test_joint_program_equals_exhaustive_search(seed):
     w_sens = {n: {b: rand() / b for b in bits} for n in layers}
     groups = [ActGroup(["a"], {a: rand() / a for a in acts}), ActGroup(["b", "c"], {a: rand() / a for a in acts})]
     numel = [int(torch.randint(100, 1000, (), generator=gen)) for _ in range(2)]
-    live = [LiveSet(50.0, [(0, numel[0])]), LiveSet(20.0, [(0, numel[0]), (1, numel[1])]), LiveSet(300.0, [(1, 10)])]
+
+    def free(g: int, elements: int) -> tuple[int, dict[int, float]]:
+        return g, {a: elements * a / 8 for a in acts}
+
+    live = [LiveSet(50.0, [free(0, numel[0])]), LiveSet(20.0, [free(0, numel[0]), free(1, numel[1])]),
+            LiveSet(300.0, [free(1, 10)])]
     budget = 320.0 + 0.5 * (numel[0] + numel[1]) * rand()
     weights, act_in = ilp_widths(w_sens, budget, groups=groups, live=live, what="peak_sram_bytes")
 
     def peak(g_widths):
-        return max(s.fixed_bytes + sum(e * g_widths[g] / 8 for g, e in s.free) for s in live)
+        return max(s.fixed_bytes + sum(per_width[g_widths[g]] for g, per_width in s.free) for s in live)
 
     best = min(
         (sum(w_sens[n][w] for n, w in zip(layers, ws, strict=True)) + sum(groups[g].sensitivity[a]
@@ -165,3 +170,31 @@ def test_a_buffer_also_read_by_an_add_keeps_the_default_width():
     assert mixed.fc1.input_quant.spec.bits == 8
     # fc1's output and the add's (relu fused) are read by one linear each: free, and a generous budget picks 4
     assert mixed.fc2.input_quant.spec.bits == mixed.head.input_quant.spec.bits == 4
+
+
+def test_every_achievable_arena_is_a_feasible_budget():
+    # the live-set bound uses the planner's aligned sizes, and a plan the planner rejects is cut off rather than
+    # tightening the bound: so no budget that some combination of widths meets is refused
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(),
+                          nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 10))
+    shape, target = (1, 1, 8, 8), "stm32l476"
+    names = ["1", "3", "5", "7"]
+    buffers = activation_buffers(capture(model, shape))
+
+    def arena(widths) -> int:
+        stored = buffer_widths(buffers, dict(zip(names, widths, strict=True)))
+        return analyze(model, shape, target, buffer_bits=stored).totals["peak_sram_bytes"]
+
+    achievable = sorted({arena(ws) for ws in itertools.product([2, 4, 8], repeat=len(names))})
+    assert len(achievable) >= 3
+    context = Context(train=data.train, input_shape=shape, target=target)
+    for budget in achievable:
+        config = MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=budget, trace_samples=2,
+                                      trace_batches=1)
+        mixed = apply(copy.deepcopy(model), config, context)
+        assert analyze(mixed, shape, target, **layer_formats(mixed, 8, shape)).totals["peak_sram_bytes"] <= budget
+    with pytest.raises(UserError, match=f"budget {achievable[0] - 1} is below the smallest possible model"):
+        apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=achievable[0] - 1),
+              context)

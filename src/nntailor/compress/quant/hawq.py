@@ -11,6 +11,7 @@ excess and the program solved again (as Rusci et al. 2020 size activations to an
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -25,6 +26,7 @@ from nntailor.compress.quant.mixed import ActGroup, LiveSet, activation_omega, i
 from nntailor.compress.quant.ptq import QuantizeConfig, quantize_model
 from nntailor.cost import analyze
 from nntailor.cost.memory import Buffer, activation_buffers, buffer_widths, live_sets
+from nntailor.cost.planner import align
 from nntailor.errors import UserError
 from nntailor.graph import capture
 
@@ -175,29 +177,33 @@ def _live(buffers: list[Buffer], groups: list[ActGroup], act_bits: int) -> list[
             owners = {group_of.get(r) for r in buf.readers}
             g = owners.pop() if len(owners) == 1 and not buf.fixed else None  # free only if one group reads it all
             if g is None:
-                s.fixed_bytes += buf.numel * act_bits / 8
-            else:
-                s.free.append((g, buf.numel))
+                s.fixed_bytes += align(math.ceil(buf.numel * act_bits / 8))
+            else:  # sized as the planner sizes it, so the bound is tight where the plan has no gaps
+                s.free.append((g, {a: align(math.ceil(buf.numel * a / 8)) for a in groups[g].sensitivity}))
         sets.append(s)
     return sets
 
 
 def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Context,
                      sensitivity: dict[str, dict[int, float]], groups: list[ActGroup],
-                     buffers: list[Buffer]) -> tuple[dict[str, int], dict[str, int]]:
-    """Live-set constraints, then the real arena: tighten by the planner's excess until it fits."""
+                     buffers: list[Buffer], tries: int = 20) -> tuple[dict[str, int], dict[str, int]]:
+    """Live-set constraints (a lower bound on the arena), then the TFLM planner on the answer: when its plan
+    is larger (fragmentation), that combination of widths is cut off and the program solved again."""
     live = _live(buffers, groups, config.act_bits)
-    bound = config.budget
-    for _ in range(8):
-        widths, act_widths = ilp_widths(sensitivity, bound, groups=groups, live=live, fixed_act=config.act_bits,
-                                        what="peak_sram_bytes")
+    rejected: list[list[int]] = []
+    peak = 0
+    for _ in range(tries):
+        widths, act_widths = ilp_widths(sensitivity, config.budget, groups=groups, live=live, exclude=rejected,
+                                        fixed_act=config.act_bits, what="peak_sram_bytes")
         peak = analyze(model, context.input_shape, context.target, bits=config.act_bits,
                        buffer_bits=buffer_widths(buffers, act_widths)).totals["peak_sram_bytes"]
         if peak <= config.budget:
             return widths, act_widths
-        bound -= peak - config.budget
-    raise UserError(f"peak_sram_bytes budget {config.budget:,.0f}: the arena planner could not fit the widths the "
-                    f"live-set bound allows (fragmentation); the last plan needed {peak:,.0f}")
+        if not groups:
+            break
+        rejected.append([act_widths[group.layers[0]] for group in groups])
+    raise UserError(f"peak_sram_bytes budget {config.budget:,.0f}: the arena planner's plans stay above it "
+                    f"(fragmentation; the last needed {peak:,.0f} after {len(rejected) + 1} tries)")
 
 
 def quantize_layers(model: nn.Module, widths: dict[str, int], act_bits: int, context: Context,

@@ -49,10 +49,11 @@ class ActGroup:
 
 @dataclass
 class LiveSet:
-    """The buffers live at one op: ``fixed_bytes`` at fixed widths, plus (group index, elements) at free ones."""
+    """The buffers live at one op: ``fixed_bytes`` at fixed widths, plus free ones as (group index, {width:
+    bytes}), the bytes as the arena planner sizes them (aligned)."""
 
     fixed_bytes: float
-    free: list[tuple[int, int]] = field(default_factory=list)
+    free: list[tuple[int, dict[int, float]]] = field(default_factory=list)
 
 
 def ilp_widths(
@@ -62,6 +63,7 @@ def ilp_widths(
     cost: Mapping[str, Mapping[tuple[int, int], float]] | None = None,
     groups: Sequence[ActGroup] = (),
     live: Sequence[LiveSet] = (),
+    exclude: Sequence[Sequence[int]] = (),
     fixed_act: int = 8,
     what: str = "cost",
 ) -> tuple[dict[str, int], dict[str, int]]:
@@ -71,7 +73,9 @@ def ilp_widths(
 
     Binary variables z[l, w, a] (one pair per layer) and y[g, a] (one width per group), tied by
     sum_w z[l, w, a] = y[g(l), a], so BOPs (w x a) and per-layer energy stay linear. Layers in no group read
-    activations at ``fixed_act``. Returns ({layer: weight bits}, {layer: input activation bits}).
+    activations at ``fixed_act``. ``exclude`` lists group-width assignments (one width per group, in group
+    order) the program may not return: cuts for answers the arena planner rejected.
+    Returns ({layer: weight bits}, {layer: input activation bits}).
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -106,14 +110,18 @@ def ilp_widths(
         lo.append(1)
         hi.append(1)
 
+    for assignment in exclude:  # not this combination again: at most len(groups) - 1 of its choices
+        rows.append(row({len(z) + j: 1.0 for j, (g, a) in enumerate(y) if assignment[g] == a}))
+        lo.append(-np.inf)
+        hi.append(len(groups) - 1)
     if live:
-        smallest = max(s.fixed_bytes + sum(e * min(groups[g].sensitivity) / 8 for g, e in s.free) for s in live)
+        smallest = max(s.fixed_bytes + sum(min(per_width.values()) for _, per_width in s.free) for s in live)
         for s in live:
             entries: dict[int, float] = {}
-            for g, elements in s.free:
+            for g, per_width in s.free:
                 for j, (gg, a) in enumerate(y):
                     if gg == g:
-                        entries[len(z) + j] = entries.get(len(z) + j, 0.0) + elements * a / 8
+                        entries[len(z) + j] = entries.get(len(z) + j, 0.0) + per_width[a]
             rows.append(row(entries))
             lo.append(-np.inf)
             hi.append(budget - s.fixed_bytes)
