@@ -170,3 +170,20 @@ def test_a_reused_linear_is_quantized_once_everywhere():
     model = nn.Sequential(nn.Flatten(), fc, nn.ReLU(), fc, nn.ReLU(), nn.Linear(64, 10))
     quantized = apply(model, QuantizeConfig(), Context(train=data.train))
     assert isinstance(quantized[1], QuantLinear) and quantized[1] is quantized[3]
+
+
+def test_attention_weights_nobody_reads_cost_nothing():
+    # with torch's default need_weights=True the head-averaged weights are computed and dropped by the caller:
+    # a converter removes them, so they are priced at zero (flagged dead), and the two calls cost the same
+    class Block(nn.Module):
+        def __init__(self, need_weights: bool) -> None:
+            super().__init__()
+            self.attn = SplitAttention(nn.MultiheadAttention(16, 2, batch_first=True))
+            self.need_weights = need_weights
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=self.need_weights)[0]
+
+    dropped = analyze(Block(True), (1, 6, 16))
+    assert dropped.layer("attn.mean").other_ops == 0 and dropped.layer("attn.mean").fused_into == "dead"
+    assert dropped.totals == analyze(Block(False), (1, 6, 16)).totals

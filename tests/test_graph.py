@@ -239,3 +239,26 @@ def test_register_module_op_prices_a_custom_module_as_one_op():
     assert [layer.op for layer in capture(nn.Sequential(Swish()), (1, 4))] == ["silu"]
     with pytest.raises(ValueError, match="unknown op kind"):
         register_module_op(Swish, "swishy")
+
+
+def test_results_nothing_reads_are_dead_but_in_place_ops_are_not():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+            self.aux = nn.Linear(8, 4)  # an auxiliary head the forward computes and drops
+
+        def forward(self, x):
+            h = self.fc(x)
+            self.aux(h)
+            h.relu_()  # mutates h: its result is unused, its effect is not
+            return h
+
+    graph = capture(Net(), (1, 8))
+    assert graph.layer("aux").attrs.get("dead") and not graph.layer("fc").attrs.get("dead")
+    assert not any(layer.attrs.get("dead") for layer in graph.layers if layer.target == "Tensor.relu_")
+    from nntailor import analyze
+
+    report = analyze(Net(), (1, 8))
+    assert report.totals["macs"] == 64  # fc only
+    assert report.totals["params"] == 8 * 8 + 8 + 8 * 4 + 4  # the dead head's parameters still count

@@ -47,8 +47,8 @@ def activation_buffers(graph: Graph, fused: dict[str, str] | None = None) -> lis
     op_index = -1
     readers_of: dict[str, list[str]] = {}  # buffer -> ops that read it
     for layer in graph.layers:
-        if layer.attrs.get("constant"):
-            continue  # precomputed by the converter: model data, not an arena buffer
+        if layer.attrs.get("constant") or layer.attrs.get("dead"):
+            continue  # precomputed by the converter (model data), or dropped by it: not an arena buffer
         sources = [root[i] for i in layer.inputs if i in root]
         if (layer.op in ALIAS_KINDS or layer.name in fused) and sources:
             root[layer.name] = sources[0]

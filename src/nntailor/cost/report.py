@@ -218,9 +218,10 @@ def analyze(
     for layer in graph.layers:
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
         counts = metrics.nonzero_counts(layer)
-        if layer.name in fused or layer.attrs.get("constant"):
-            # folded into its host, or a constant the converter precomputes: parameters count, nothing else
-            host = fused.get(layer.name, "constant")
+        if layer.name in fused or layer.attrs.get("constant") or layer.attrs.get("dead"):
+            # folded into its host, a constant the converter precomputes, or a result nothing uses (the
+            # converter drops it): parameters count, nothing else
+            host = fused.get(layer.name, "constant" if layer.attrs.get("constant") else "dead")
             layers.append(_fused_cost(layer, host, wb, ab, sum(counts[k] for k in layer.weights)))
             continue
         out_bits = ab if buffer_bits is None else stored.get(layer.name, a_bits)

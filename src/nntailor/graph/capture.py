@@ -213,6 +213,24 @@ def _const_args(node: fx.Node) -> dict[str, Any]:
     return attrs
 
 
+_IN_PLACE_OPERATORS = frozenset({"iadd", "isub", "imul", "itruediv", "ifloordiv", "imatmul", "iand", "ior", "ixor"})
+
+
+def _mark_dead(layers: list[Layer], output_names: list[str]) -> None:
+    """Flag ``dead`` the layers whose result reaches no output (attention weights a caller drops): a converter
+    removes them, so the cost model prices them at zero; the counting tools ran them and still count them.
+    In-place ops are never dead: their effect is the mutation."""
+    live = set(output_names)
+    for layer in reversed(layers):
+        in_place = layer.target.endswith("_") or layer.target in _IN_PLACE_OPERATORS
+        if layer.name in live or in_place or layer.attrs.get("constant"):
+            live.add(layer.name)
+            live.update(layer.inputs)
+    for layer in layers:
+        if layer.name not in live:
+            layer.attrs["dead"] = True
+
+
 def capture(
     model: nn.Module,
     input_shape: Shape | Sequence[Shape],
@@ -351,6 +369,7 @@ def capture(
 
     output_node = next(n for n in fx_graph.nodes if n.op == "output")
     output_names = [producer[n] for n in _arg_nodes(output_node.args) if n in producer]
+    _mark_dead(layers, output_names)
 
     unique_params = {id(p): p for p in model.parameters()}
     return Graph(
