@@ -187,3 +187,17 @@ def test_attention_weights_nobody_reads_cost_nothing():
     dropped = analyze(Block(True), (1, 6, 16))
     assert dropped.layer("attn.mean").other_ops == 0 and dropped.layer("attn.mean").fused_into == "dead"
     assert dropped.totals == analyze(Block(False), (1, 6, 16)).totals
+
+
+def test_a_padded_transformer_encoder_runs_after_the_split():
+    # nn.TransformerEncoder turns padded input into nested tensors, which reads the fused projection weights
+    torch.manual_seed(0)
+    model = nn.Transformer(16, 4, 1, 1, 32, dropout=0.0, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    padding = torch.zeros(2, 5, dtype=torch.bool)
+    padding[0, 3:] = True
+    expected = model(x, x, src_key_padding_mask=padding)
+    split = split_attention(copy.deepcopy(model))
+    torch.testing.assert_close(split(x, x, src_key_padding_mask=padding), expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(split(x, x, src_key_padding_mask=padding), expected, rtol=1e-5, atol=1e-5)

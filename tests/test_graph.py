@@ -262,3 +262,36 @@ def test_results_nothing_reads_are_dead_but_in_place_ops_are_not():
     report = analyze(Net(), (1, 8))
     assert report.totals["macs"] == 64  # fc only
     assert report.totals["params"] == 8 * 8 + 8 + 8 * 4 + 4  # the dead head's parameters still count
+
+
+def test_liveness_follows_non_tensor_edges_and_inplace_modules():
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate, self.fc, self.fc2 = nn.Linear(8, 1), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.act = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            g = self.gate(x).sigmoid().mean().item()  # used, through a Python float
+            h = self.fc(x) * g
+            self.act(h)  # in place: its effect is the mutation
+            return self.fc2(h)
+
+    graph = capture(Gated(), (1, 8))
+    assert not any(layer.attrs.get("dead") for layer in graph.layers)
+
+
+def test_a_dead_reader_does_not_block_fusion():
+    from nntailor.cost.fusion import fused_layers
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.relu = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU()
+
+        def forward(self, x):
+            h = self.conv(x)
+            h.mean()  # a debugging probe nothing reads
+            return self.relu(self.bn(h))
+
+    assert fused_layers(capture(Probe(), (1, 3, 8, 8))) == {"bn": "conv", "relu": "conv"}

@@ -116,5 +116,10 @@ class SplitAttention(nn.Module):
 
 def split_attention(model: nn.Module) -> nn.Module:
     """Every nn.MultiheadAttention in ``model`` replaced by an equivalent ``SplitAttention``."""
-    return walk(model, lambda module, _: SplitAttention(module),
-                lambda module, _: type(module) is nn.MultiheadAttention)
+    model = walk(model, lambda module, _: SplitAttention(module),
+                 lambda module, _: type(module) is nn.MultiheadAttention)
+    for module in model.modules():
+        # nn.TransformerEncoder's nested-tensor path reads the fused in_proj weights: take the padded path
+        if isinstance(module, nn.TransformerEncoder) and any(isinstance(m, SplitAttention) for m in module.modules()):
+            module.use_nested_tensor = False
+    return model

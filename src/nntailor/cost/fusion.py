@@ -18,7 +18,8 @@ _FUSABLE_ACTIVATIONS = frozenset({"relu", "relu6"})
 def fused_layers(graph: Graph) -> dict[str, str]:
     """Map each fused layer's name to the layer it is merged into (the conv of conv-BN-ReLU for both)."""
     consumers: dict[str, int] = {}
-    for layer in graph.layers:
+    live = [layer for layer in graph.layers if not layer.attrs.get("dead")]  # a dropped result reads nothing
+    for layer in live:
         for src in layer.inputs:
             consumers[src] = consumers.get(src, 0) + 1
     for name in graph.output_names:
@@ -26,7 +27,7 @@ def fused_layers(graph: Graph) -> dict[str, str]:
     by_name = {layer.name: layer for layer in graph.layers}
 
     fused: dict[str, str] = {}
-    for layer in graph.layers:
+    for layer in live:
         if len(layer.inputs) != 1 or layer.inputs[0] not in by_name or consumers.get(layer.inputs[0], 0) != 1:
             continue
         producer = by_name[layer.inputs[0]]

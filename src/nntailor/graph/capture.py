@@ -213,21 +213,29 @@ def _const_args(node: fx.Node) -> dict[str, Any]:
     return attrs
 
 
-_IN_PLACE_OPERATORS = frozenset({"iadd", "isub", "imul", "itruediv", "ifloordiv", "imatmul", "iand", "ior", "ixor"})
+def _in_place(root: nn.Module, node: fx.Node) -> bool:
+    """An op whose effect is a mutation (x.relu_(), nn.ReLU(inplace=True), F.relu(x, inplace=True))."""
+    if node.op == "call_method" and str(node.target).endswith("_"):
+        return True
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(str(node.target)), "inplace", False))
+    return node.op == "call_function" and node.kwargs.get("inplace") is True
 
 
-def _mark_dead(layers: list[Layer], output_names: list[str]) -> None:
+def _mark_dead(root: nn.Module, fx_graph: fx.Graph, node_layer: dict[fx.Node, Layer]) -> None:
     """Flag ``dead`` the layers whose result reaches no output (attention weights a caller drops): a converter
     removes them, so the cost model prices them at zero; the counting tools ran them and still count them.
-    In-place ops are never dead: their effect is the mutation."""
-    live = set(output_names)
-    for layer in reversed(layers):
-        in_place = layer.target.endswith("_") or layer.target in _IN_PLACE_OPERATORS
-        if layer.name in live or in_place or layer.attrs.get("constant"):
-            live.add(layer.name)
-            live.update(layer.inputs)
-    for layer in layers:
-        if layer.name not in live:
+    Liveness follows every fx edge, non-tensor ones too (a gate read through .item() is used), and in-place
+    ops are live for their mutation."""
+    stack = [n for n in fx_graph.nodes if n.op == "output" or _in_place(root, n)]
+    live: set[fx.Node] = set()
+    while stack:
+        node = stack.pop()
+        if node not in live:
+            live.add(node)
+            stack.extend(node.all_input_nodes)
+    for node, layer in node_layer.items():
+        if node not in live and not layer.attrs.get("constant"):
             layer.attrs["dead"] = True
 
 
@@ -277,6 +285,7 @@ def capture(
     # into the model's data. They become layers flagged "constant" (the counting tools do count them), own
     # the parameters they read, and pass those on to the layers using them as shared (read, not recounted).
     const_params: dict[fx.Node, dict[str, torch.Tensor]] = {}
+    node_layer: dict[fx.Node, Layer] = {}
 
     for node in fx_graph.nodes:
         if node.op in ("placeholder", "output"):
@@ -364,12 +373,13 @@ def capture(
             shared_weights=shared,
         )
         layers.append(layer)
+        node_layer[node] = layer
         if not constant:
             producer[node] = layer_name
 
     output_node = next(n for n in fx_graph.nodes if n.op == "output")
     output_names = [producer[n] for n in _arg_nodes(output_node.args) if n in producer]
-    _mark_dead(layers, output_names)
+    _mark_dead(root, fx_graph, node_layer)
 
     unique_params = {id(p): p for p in model.parameters()}
     return Graph(
