@@ -91,3 +91,17 @@ def test_uniform_w4a4_is_priced_at_the_input_widths():
     assert report.totals["bops"] == (64 * 32 + 32 * 10) * 4 * 4
     assert report.totals["peak_sram_bytes"] == 48  # 64 + 32 elements at 4 bits, 16-byte aligned: 32 + 16
     assert report.layer("3").act_bytes == (32 * 4 + 10 * 8) // 8
+
+
+def test_a_pool_reads_and_writes_at_the_width_of_its_buffers():
+    from nntailor.data import load_dataset
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    w4a4 = apply(model, QuantizeConfig(weight_bits=4, act_bits=4), Context(train=data.train))
+    report = analyze(w4a4, (1, 1, 8, 8), "stm32l476", **layer_formats(w4a4, 8, (1, 1, 8, 8)))
+    pool = report.layer("2")
+    assert pool.a_bits == 4  # its input buffer is stored at the 4 bits conv "3" reads it at
+    assert pool.act_bytes == (8 * 8 * 8 + 8 * 4 * 4) * 4 // 8

@@ -24,6 +24,7 @@ from nntailor.cost.memory import plan_activations
 from nntailor.cost.planner import GreedyPlanner
 from nntailor.errors import UserError
 from nntailor.graph.capture import capture
+from nntailor.graph.ops import ALIAS_KINDS
 from nntailor.graph.types import Graph, Layer, Shape
 from nntailor.report.format import format_bytes
 from nntailor.targets import Memory, Target, load
@@ -214,10 +215,19 @@ def analyze(
     stored = dict(buffer_bits or {})
     act_bits_of = {name: stored.get(name, per_layer[name][1] if name in per_layer else a_bits)
                    for name in graph.input_names if name in stored or name in per_layer}
+    # with buffer_bits, the width each tensor is stored at: a layer without its own entry (a pool, a pad, a view)
+    # reads its input at that width; views and fused layers pass their source's width on
+    stored_width = {name: stored.get(name, a_bits) for name in graph.input_names}
     layers: list[LayerCost] = []
     for layer in graph.layers:
+        source_width = next((stored_width[i] for i in layer.inputs if i in stored_width), a_bits)
+        own = per_layer.get(layer.name) or per_layer.get(layer.module)
         wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
+        if buffer_bits is not None and own is None:
+            ab = source_width
         counts = metrics.nonzero_counts(layer)
+        if layer.name in fused or layer.op in ALIAS_KINDS:
+            stored_width[layer.name] = source_width
         if layer.name in fused or layer.attrs.get("constant") or layer.attrs.get("dead"):
             # folded into its host, a constant the converter precomputes, or a result nothing uses (the
             # converter drops it): parameters count, nothing else
@@ -225,6 +235,9 @@ def analyze(
             layers.append(_fused_cost(layer, host, wb, ab, sum(counts[k] for k in layer.weights)))
             continue
         out_bits = ab if buffer_bits is None else stored.get(layer.name, a_bits)
+        if layer.op in ALIAS_KINDS:
+            out_bits = source_width if buffer_bits is not None else out_bits
+        stored_width.setdefault(layer.name, out_bits)
         act_bits_of[layer.name] = out_bits
         m, ops = metrics.macs(layer), metrics.other_ops(layer)
         nz = metrics.nz_macs(layer, counts)
