@@ -198,3 +198,32 @@ def test_every_achievable_arena_is_a_feasible_budget():
     with pytest.raises(UserError, match=f"budget {achievable[0] - 1} is below the smallest possible model"):
         apply(copy.deepcopy(model), MixedPrecisionConfig(budget_metric="peak_sram_bytes", budget=achievable[0] - 1),
               context)
+
+
+class WideMul(nn.Module):
+    """fc2's 2048 outputs feed a mul: that buffer is stored at act_bits whatever fc2 reads at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(64, 16), nn.Linear(16, 2048), nn.Linear(2048, 10)
+
+    def forward(self, x):
+        return self.head(self.fc2(torch.relu(self.fc1(x.flatten(1)))) * 0.5)
+
+
+def test_an_energy_budget_holds_when_the_result_is_priced_as_deployed():
+    from nntailor.compress.quant.hawq import layer_costs
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model, shape, target = WideMul(), (1, 1, 8, 8), "stm32l476"
+    context = Context(train=data.train, input_shape=shape, target=target)
+    names = ["fc1", "fc2", "head"]
+    config = MixedPrecisionConfig(budget_metric="energy_pj", budget=1.0, bits=[8], act_bit_options=[2, 4, 8],
+                                  trace_samples=4, trace_batches=1)
+    cost, rest = layer_costs(model, names, config, context, config.act_options())
+    for acts in ((2, 8, 8), (4, 2, 8), (8, 4, 8)):  # budgets the program's own estimates make just feasible
+        budget = rest + sum(cost[n][(8, a)] for n, a in zip(names, acts, strict=True))
+        mixed = apply(copy.deepcopy(model), config.model_copy(update={"budget": budget}), context)
+        priced = analyze(mixed, shape, target, **layer_formats(mixed, 8, shape)).totals["energy_pj"]
+        assert priced <= budget

@@ -84,9 +84,12 @@ def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig
     cost: dict[str, dict[tuple[int, int], float]] = {n: {} for n in names}
     rest = 0.0
     key = config.budget_metric
+    # every buffer priced as stored at the widest width it could take (no buffer is stored wider), so the sum
+    # bounds the deployed energy or latency from above and a solution within budget stays within it when priced
+    widest = max(a for _, a in pairs)
     for w, a in pairs:
-        report = analyze(model, context.input_shape, context.target,
-                         layer_bits={n: (w, a) for n in names}, bits=config.act_bits)
+        report = analyze(model, context.input_shape, context.target, layer_bits={n: (w, a) for n in names},
+                         bits=config.act_bits, act_bits=widest, buffer_bits={})
         for n in names:
             cost[n][(w, a)] = sum(getattr(lc, key) for lc in report.layers if lc.module == n)
         rest = sum(getattr(lc, key) for lc in report.layers if lc.module not in names)
