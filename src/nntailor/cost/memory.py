@@ -9,6 +9,7 @@ folded BN and fused activations (``cost.fusion``) run in their producer and own 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from nntailor.cost.fusion import fused_layers
@@ -74,28 +75,36 @@ def activation_buffers(graph: Graph, fused: dict[str, str] | None = None) -> lis
             elif layer.op not in WIDTH_PRESERVING:
                 buf.fixed = True
     # a width-preserving op stores its output at its input's width: the two buffers share readers and fate
-    parent = {name: name for name in buffers}
-
-    def find(name: str) -> str:
-        while parent[name] != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
+    ties = []
     for layer in graph.layers:
         if layer.op in WIDTH_PRESERVING and layer.name in buffers:
             src = next((root[i] for i in layer.inputs if i in root), None)
             if src is not None:
-                parent[find(layer.name)] = find(src)
-    components: dict[str, list[Buffer]] = {}
-    for name, buf in buffers.items():
-        components.setdefault(find(name), []).append(buf)
-    for members in components.values():
-        readers = set().union(*(b.readers for b in members))
-        fixed = any(b.fixed for b in members)
-        for b in members:
-            b.readers, b.fixed = set(readers), fixed
+                ties.append((src, layer.name))
+    for members in components(buffers, ties):
+        readers = set().union(*(buffers[n].readers for n in members))
+        fixed = any(buffers[n].fixed for n in members)
+        for n in members:
+            buffers[n].readers, buffers[n].fixed = set(readers), fixed
     return list(buffers.values())
+
+
+def components(items: Iterable[str], links: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """The connected components of ``items`` joined by ``links`` (union-find), each in the items' order."""
+    parent = {item: item for item in items}
+
+    def find(item: str) -> str:
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    for a, b in links:
+        parent[find(b)] = find(a)
+    groups: dict[str, list[str]] = {}
+    for item in parent:
+        groups.setdefault(find(item), []).append(item)
+    return list(groups.values())
 
 
 def plan_activations(
@@ -106,9 +115,14 @@ def plan_activations(
 ) -> GreedyPlanner:
     """The arena plan; ``layer_act_bits`` gives a buffer's width (by layer or graph input name) when it differs
     from ``act_bits`` (mixed precision)."""
-    widths = layer_act_bits or {}
+    return plan_buffers(activation_buffers(graph, fused), act_bits, layer_act_bits)
+
+
+def plan_buffers(buffers: list[Buffer], act_bits: int = 8, widths: dict[str, int] | None = None) -> GreedyPlanner:
+    """The arena plan of buffers already found, each at ``widths[name]`` or ``act_bits``."""
+    widths = widths or {}
     planner = GreedyPlanner()
-    for buf in activation_buffers(graph, fused):
+    for buf in buffers:
         planner.add(buf.name, math.ceil(buf.numel * widths.get(buf.name, act_bits) / 8), buf.first, buf.last)
     return planner.plan()
 

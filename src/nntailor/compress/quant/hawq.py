@@ -25,7 +25,7 @@ from nntailor.compress.hessian import activation_traces, hessian_traces, top_eig
 from nntailor.compress.quant.mixed import ActGroup, LiveSet, activation_omega, ilp_widths, omega, size_cost
 from nntailor.compress.quant.ptq import QuantizeConfig, quantize_model
 from nntailor.cost import analyze
-from nntailor.cost.memory import Buffer, activation_buffers, buffer_widths, live_sets
+from nntailor.cost.memory import Buffer, activation_buffers, buffer_widths, components, live_sets, plan_buffers
 from nntailor.cost.planner import align
 from nntailor.errors import UserError
 from nntailor.graph import capture
@@ -98,24 +98,10 @@ def layer_costs(model: nn.Module, names: list[str], config: MixedPrecisionConfig
 
 def activation_groups(buffers: list[Buffer], names: list[str]) -> list[list[str]]:
     """Layers whose inputs must share one width: those reading the same free buffer (or tied buffers)."""
-    parent = {n: n for n in names}
-
-    def find(n: str) -> str:
-        while parent[n] != n:
-            n = parent[n]
-        return n
-
     free = [b for b in buffers if b.readers and not b.fixed and b.readers <= set(names)]
-    for buf in free:
-        first, *rest = sorted(buf.readers)
-        for other in rest:
-            parent[find(other)] = find(first)
     grouped = {n for buf in free for n in buf.readers}
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        if n in grouped:
-            groups.setdefault(find(n), []).append(n)
-    return list(groups.values())
+    links = [(first, other) for buf in free for first, *rest in [sorted(buf.readers)] for other in rest]
+    return components([n for n in names if n in grouped], links)
 
 
 def _batches(train, config: MixedPrecisionConfig, seed: int) -> list:
@@ -162,7 +148,7 @@ def mixed_precision(model: nn.Module, config: MixedPrecisionConfig, context: Con
                   for members in member_lists]
 
     if config.budget_metric == "peak_sram_bytes":
-        widths, act_widths = _solve_peak_sram(model, config, context, sensitivity, groups, buffers)
+        widths, act_widths = _solve_peak_sram(config, sensitivity, groups, buffers)
     else:
         cost, rest = layer_costs(model, names, config, context, act_options)
         widths, act_widths = ilp_widths(sensitivity, config.budget - rest, cost=cost, groups=groups,
@@ -187,9 +173,9 @@ def _live(buffers: list[Buffer], groups: list[ActGroup], act_bits: int) -> list[
     return sets
 
 
-def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Context,
-                     sensitivity: dict[str, dict[int, float]], groups: list[ActGroup],
-                     buffers: list[Buffer], tries: int = 20) -> tuple[dict[str, int], dict[str, int]]:
+def _solve_peak_sram(config: MixedPrecisionConfig, sensitivity: dict[str, dict[int, float]],
+                     groups: list[ActGroup], buffers: list[Buffer],
+                     tries: int = 20) -> tuple[dict[str, int], dict[str, int]]:
     """Live-set constraints (a lower bound on the arena), then the TFLM planner on the answer: when its plan
     is larger (fragmentation), that combination of widths is cut off and the program solved again."""
     live = _live(buffers, groups, config.act_bits)
@@ -198,8 +184,8 @@ def _solve_peak_sram(model: nn.Module, config: MixedPrecisionConfig, context: Co
     for _ in range(tries):
         widths, act_widths = ilp_widths(sensitivity, config.budget, groups=groups, live=live, exclude=rejected,
                                         fixed_act=config.act_bits, what="peak_sram_bytes")
-        peak = analyze(model, context.input_shape, context.target, bits=config.act_bits,
-                       buffer_bits=buffer_widths(buffers, act_widths)).totals["peak_sram_bytes"]
+        # the arena alone, on the buffers found once (what analyze's peak_sram_bytes is)
+        peak = plan_buffers(buffers, config.act_bits, buffer_widths(buffers, act_widths)).peak_bytes()
         if peak <= config.budget:
             return widths, act_widths
         if not groups:
