@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+BYTE_UNITS = (("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1))  # binary, as MCU datasheets mean them
+ENERGY_UNITS = (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3), ("pJ", 1))
+
+
+def unit_for(value: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
+    """(name, scale) of the largest unit ``value`` reaches, the smallest one below that."""
+    return next(((unit, scale) for unit, scale in units if abs(value) >= scale), units[-1])
+
 
 def format_bytes(n: float) -> str:
     """Binary units, as MCU datasheets mean them (128 KB SRAM = 131,072 bytes)."""
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
+    unit, scale = unit_for(n, BYTE_UNITS)
+    return f"{int(n)} B" if scale == 1 else f"{n / scale:.1f} {unit}"
 
 
 def format_count(n: float) -> str:
@@ -19,10 +25,8 @@ def format_count(n: float) -> str:
 
 
 def format_energy(pj: float) -> str:
-    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
-        if abs(pj) >= scale:
-            return f"{pj / scale:.2f} {unit}"
-    return f"{pj:.1f} pJ"
+    unit, scale = unit_for(pj, ENERGY_UNITS)
+    return f"{pj:.1f} pJ" if scale == 1 else f"{pj / scale:.2f} {unit}"
 
 
 def format_time(seconds: float) -> str:

@@ -7,7 +7,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from nntailor.report.format import format_bytes, format_count, format_energy, format_time
+from nntailor.report.format import (
+    BYTE_UNITS,
+    ENERGY_UNITS,
+    format_bytes,
+    format_count,
+    format_energy,
+    format_time,
+    unit_for,
+)
 
 # What each counting tool adds to the published MAC count, so the disagreement is explained.
 COUNT_LIKE_NOTES = {
@@ -71,27 +79,42 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         console.print(verdict, soft_wrap=True)
 
 
+def _widths(row: dict[str, Any]) -> str:
+    """'32/32', '8/8', 'mixed 2–8/8': weight / activation widths of the row's MAC layers."""
+    parts = []
+    for key in ("w_bits", "a_bits"):
+        widths = row.get(key) or []
+        parts.append("-" if not widths else str(widths[0]) if len(widths) == 1 else f"{widths[0]}–{widths[-1]}")
+    mixed = any(len(row.get(key) or []) > 1 for key in ("w_bits", "a_bits"))
+    return ("mixed " if mixed else "") + "/".join(parts)
+
+
 def render_compression(result: dict[str, Any], console: Console) -> None:
-    """Before/after table of a compress run (``compress.json``)."""
+    """Before/after table of a compress run (``compress.json``); each label names the unit its values are in."""
     before, after = result["before"], result["after"]
-    table = Table(title=f"{result['model']} on {result['data']}, priced on {result['target']}")
+    bits = result.get("bits")
+    assumed = (f"unquantized layers priced at {bits} bits (--bits)" if bits is not None
+               else "each row at the widths its model has; unquantized layers as 32-bit float")
+    console.print(f"{result['model']} on {result['data']}, priced on {result['target']}: {assumed}")
+    table = Table()
     for col in ("", "before", "after", "after / before"):
         table.add_column(col, justify="right" if col else "left")
-    rows = [
-        ("accuracy", lambda v: f"{100 * v:.2f} %"),
-        ("params", lambda v: f"{v:,}"),
-        ("nz_params", lambda v: f"{v:,}"),
-        ("macs", lambda v: f"{v:,}"),
-        ("nz_macs", lambda v: f"{v:,}"),
-        ("bops", lambda v: f"{v:,}"),
-        ("energy_pj", format_energy),
-        ("peak_sram_bytes", format_bytes),
-        ("flash_bytes", format_bytes),
-        ("compressed_bytes", format_bytes),
-    ]
-    for key, fmt in rows:
-        ratio = f"{after[key] / before[key]:.3f}" if before[key] else "-"
-        table.add_row(key.replace("_", " "), fmt(before[key]), fmt(after[key]), ratio)
+    table.add_row("w/a bits", _widths(before), _widths(after), "-")
+    percent = (("%", 0.01),)
+    rows = [("accuracy", "accuracy", percent), ("params", "params", None), ("non-zero params", "nz_params", None),
+            ("MACs", "macs", None), ("non-zero MACs", "nz_macs", None), ("BOPs", "bops", None),
+            ("energy", "energy_pj", ENERGY_UNITS), ("peak SRAM", "peak_sram_bytes", BYTE_UNITS),
+            ("flash", "flash_bytes", BYTE_UNITS), ("compressed", "compressed_bytes", BYTE_UNITS)]
+    for label, key, units in rows:
+        b, a = before[key], after[key]
+        ratio = f"{a / b:.3f}" if b else "-"
+        if units is None:
+            table.add_row(label, f"{b:,}", f"{a:,}", ratio)
+            continue
+        # one unit per row, the larger value's, so the label names the unit both values are printed in
+        unit, scale = unit_for(max(abs(b), abs(a)), units)
+        digits = 0 if scale == 1 else 2
+        table.add_row(f"{label} ({unit})", f"{b / scale:,.{digits}f}", f"{a / scale:,.{digits}f}", ratio)
     console.print(table)
     if result.get("storage"):
         s = result["storage"]
