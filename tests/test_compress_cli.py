@@ -100,7 +100,7 @@ def test_bad_data_model_and_checkpoint(files, capsys):
 
 
 def test_quantized_result_is_priced_at_its_widths(files, capsys):
-    # after a 4-bit LogNet step the "after" row prices 4-bit weights as shifts: BOPs at w4/a8, less compute energy
+    # the float "before" row at 32/32; after a 4-bit LogNet step 4-bit weights as shifts: BOPs at w4/a8
     (files / "log.yaml").write_text("steps:\n  - {step: finetune, epochs: 2, lr: 0.003}\n"
                                     "  - {step: quantize, scheme: log2, weight_bits: 4}\n")
     code, out, err = run(capsys, "compress", f"{files}/net.py:make", "--recipe", f"{files}/log.yaml", "--data",
@@ -108,7 +108,8 @@ def test_quantized_result_is_priced_at_its_widths(files, capsys):
     assert code == 0, err
     result = json.loads((files / "log" / "compress.json").read_text())
     macs = 64 * 32 + 32 * 10
-    assert result["before"]["bops"] == macs * 8 * 8
+    assert result["bits"] is None
+    assert result["before"]["bops"] == macs * 32 * 32
     assert result["after"]["bops"] == macs * 4 * 8
     assert result["after"]["energy_pj"] < result["before"]["energy_pj"]
     assert "BOPs" in out

@@ -79,7 +79,9 @@ def compress(
     data: str = typer.Option(..., "--data", "-d", help="digits, mnist, mnist:DIR, cifar10:DIR or a DIR."),
     target: str = typer.Option("stm32l476", "--target", "-t", help="Catalog name or path to a target YAML."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumes if it holds a run)."),
-    bits: int = typer.Option(8, "--bits", help="Bit width the cost model prices weights and activations at."),
+    bits: int | None = typer.Option(
+        None, "--bits", help="Width to price layers nothing quantized at (default: as the model has them, float 32)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:

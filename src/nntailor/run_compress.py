@@ -15,9 +15,10 @@ from nntailor.compress.allocate import BudgetConfig, check_budget
 from nntailor.compress.base import CompressConfig, Context
 from nntailor.compress.cluster import ClusterConfig
 from nntailor.compress.deep_compression import sparse_bytes, storage_table
-from nntailor.compress.quant import layer_formats
+from nntailor.compress.quant import layer_formats, weight_widths
 from nntailor.compress.recipe import FinetuneConfig, run_recipe
 from nntailor.cost import analyze
+from nntailor.cost.report import SUPPORTED_BITS
 from nntailor.data import Datasets
 from nntailor.errors import UserError
 from nntailor.graph import capture
@@ -27,15 +28,29 @@ from nntailor.train import evaluate
 ROW_KEYS = ("params", "nz_params", "macs", "nz_macs", "bops", "energy_pj", "peak_sram_bytes", "flash_bytes")
 
 
-def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int,
+def price(model: nn.Module, input_shape: tuple[int, ...], target: Target, bits: int | None = None,
+          storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Costs at the widths the model has: each quantized or weight-shared layer at its own widths and
+    arithmetic, the layers nothing quantized at ``bits`` (None: 32-bit float). ``w_bits`` / ``a_bits`` list the
+    distinct widths of the MAC layers; ``storage`` (a Deep Compression table) gives the compressed size when
+    shared, otherwise each layer's values count at their own width."""
+    default = 32 if bits is None else bits
+    report = analyze(model, input_shape, target, bits=default,
+                     **layer_formats(model, default, input_shape))
+    row: dict[str, Any] = {key: report.totals[key] for key in ROW_KEYS}
+    mac_layers = [lc for lc in report.layers if lc.macs]
+    row["w_bits"] = sorted({lc.w_bits for lc in mac_layers if lc.params})
+    row["a_bits"] = sorted({lc.a_bits for lc in mac_layers})
+    row["compressed_bytes"] = (storage["compressed_bytes_huffman"] if storage
+                               else sparse_bytes(model, weight_widths(model, default)))
+    return row
+
+
+def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int | None = None,
             storage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Accuracy and costs, each quantized layer at its own widths and arithmetic (the rest at ``bits``);
-    ``storage`` (a Deep Compression table) gives the compressed size when shared."""
-    totals = analyze(model, datasets.input_shape, target, bits=bits,
-                     **layer_formats(model, bits, datasets.input_shape)).totals
+    """Top-1 accuracy on the test split and ``price``'s costs."""
     row: dict[str, Any] = {"accuracy": evaluate(model, datasets.test)}
-    row.update({key: totals[key] for key in ROW_KEYS})
-    row["compressed_bytes"] = storage["compressed_bytes_huffman"] if storage else sparse_bytes(model)
+    row.update(price(model, datasets.input_shape, target, bits, storage))
     return row
 
 
@@ -63,11 +78,13 @@ def compress_model(
     target: Target,
     out: Path,
     *,
-    bits: int = 8,
+    bits: int | None = None,
     seed: int = 0,
     progress: bool = True,
     name: str = "",
 ) -> dict[str, Any]:
+    if bits is not None and bits not in SUPPORTED_BITS:  # before any training starts
+        raise UserError(f"--bits must be 1 to 16 or 32, got {bits}")
     _check_classes(model, datasets)
     context = Context(train=datasets.train, test=datasets.test, input_shape=datasets.input_shape, target=target,
                       seed=seed)
@@ -81,7 +98,8 @@ def compress_model(
     before = measure(model, datasets, target, bits)
     model = run_recipe(model, steps[first:], context, checkpoints=checkpoints, progress=progress, start=first)
     clustered = any(isinstance(s, ClusterConfig) for s in steps)
-    storage = storage_table(model) if clustered else None  # Huffman coding once, for the row and the JSON
+    # Huffman coding once, for the row and the JSON; values at each layer's width
+    storage = storage_table(model, value_bits=weight_widths(model, 32 if bits is None else bits)) if clustered else None
     after = measure(model, datasets, target, bits, storage)
     save_model(model, out / "model.safetensors")
     result: dict[str, Any] = {
