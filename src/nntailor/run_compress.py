@@ -28,7 +28,7 @@ from nntailor.train import evaluate
 ROW_KEYS = ("params", "nz_params", "macs", "nz_macs", "bops", "energy_pj", "peak_sram_bytes", "flash_bytes")
 
 
-def price(model: nn.Module, input_shape: tuple[int, ...], target: Target, bits: int | None = None,
+def price(model: nn.Module, input_shape: tuple[int, ...], target: str | Target, bits: int | None = None,
           storage: dict[str, Any] | None = None) -> dict[str, Any]:
     """Costs at the widths the model has: each quantized or weight-shared layer at its own widths and
     arithmetic, the layers nothing quantized at ``bits`` (None: 32-bit float). ``w_bits`` / ``a_bits`` list the
