@@ -20,7 +20,7 @@ from nntailor.cost.count_like import count_like as count_like_tool
 from nntailor.cost.energy import layer_energy, traffic
 from nntailor.cost.fusion import fused_layers
 from nntailor.cost.latency import layer_timing
-from nntailor.cost.memory import plan_activations
+from nntailor.cost.memory import IO_KINDS, plan_activations
 from nntailor.cost.planner import GreedyPlanner
 from nntailor.errors import UserError
 from nntailor.graph.capture import capture
@@ -82,6 +82,7 @@ class Report:
     energy_model: str
     arena: GreedyPlanner = field(repr=False)
     count_like: dict[str, int] = field(default_factory=dict)
+    io: str = "int8"  # the model's input and output: quantized, or float32 behind QUANTIZE / DEQUANTIZE
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -89,6 +90,7 @@ class Report:
             "target": self.target,
             "bits": {"weights": self.w_bits, "activations": self.a_bits},
             "energy_model": self.energy_model,
+            "io": self.io,
             "totals": dict(self.totals),
             "fits": self.fits,
             "violations": list(self.violations),
@@ -173,13 +175,16 @@ def analyze(
     strict: bool = False,
     name: str | None = None,
     count_like: Sequence[str] = (),
+    io: str = "int8",
 ) -> Report:
     """Price ``model`` on ``target``: per-layer and total MACs, bytes, energy, latency, peak SRAM, flash.
 
     ``bits`` is the weight width, ``act_bits`` the activation width (default: ``bits``);
     ``layer_bits`` overrides both per layer name or module path (mixed precision); ``layer_arith`` says, per
     layer name or module path, that its weight MACs are shifts, adds or XNOR-popcounts (default multiplies).
-    ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry.
+    ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry. ``io`` is the type of
+    the model's input and output: ``"int8"`` (quantized, the default) or ``"float"`` (float32, converted by a
+    QUANTIZE first and a DEQUANTIZE last, whose buffers the arena holds).
     """
     tgt = load(target)
     w_bits = _check_bits(bits, "weight")
@@ -187,6 +192,8 @@ def analyze(
     for tool in count_like:
         if tool not in TOOLS:
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
+    if io not in IO_KINDS:
+        raise UserError(f"io must be {' or '.join(map(repr, IO_KINDS))}, got {io!r}")
     if energy_model not in (None, "traffic", "opal"):
         raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
     for wb, ab in (layer_bits or {}).values():
@@ -282,7 +289,7 @@ def analyze(
     top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
     for lc in layers:
         lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
-    arena = plan_activations(graph, a_bits, fused, act_bits_of)
+    arena = plan_activations(graph, a_bits, fused, act_bits_of, io=io)
     peak = arena.peak_bytes()
     flash = sum(lc.flash_bytes for lc in layers)
     breakdown: dict[str, float] = {}
@@ -324,4 +331,5 @@ def analyze(
         energy_model=energy_model or tgt.energy.model,
         arena=arena,
         count_like=counts,
+        io=io,
     )

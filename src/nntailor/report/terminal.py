@@ -52,6 +52,7 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         (f"BOPs (w{bits['weights']} a{bits['activations']})", f"{totals['bops']:,}"),
         ("weights", format_bytes(totals["weight_bytes"])),
         ("flash", format_bytes(totals["flash_bytes"])),
+        ("I/O", {"float": "float32 (QUANTIZE in, DEQUANTIZE out)"}.get(result.get("io", "int8"), "int8")),
         ("peak SRAM (TFLM greedy arena)", format_bytes(totals["peak_sram_bytes"])),
         ("  live-set lower bound", format_bytes(totals["act_lower_bound_bytes"])),
         (f"energy ({result['energy_model']})", format_energy(totals["energy_pj"])),
