@@ -11,7 +11,7 @@ model has one RESHAPE). The small models below are built with the wheel's model_
 
 import pytest
 import torch.nn as nn
-from tflm_peer import TfliteBuilder, tflm_arena
+from tflm_peer import F32, TfliteBuilder, tflm_arena
 
 from nntailor import analyze, zoo
 from nntailor.cost.tflm_arena import TailCounts, per_channel_bytes, persistent_tail_bytes
@@ -91,6 +91,16 @@ def test_per_channel_parameters_cost_what_tflm_allocates():
     assert per_channel - per_tensor == per_channel_bytes(64) == 512
     counts = TailCounts(ops={"conv": 1, "fully_connected": 1}, tensors=7, per_channel=(16,))
     assert persistent_tail_bytes(counts) == pytest.approx(per_tensor, rel=0.03)
+
+
+def test_a_float_model_keeps_conv_multipliers_but_no_quantization():
+    # TFLM's conv allocates its per-channel arrays whatever the type; float I/O tensors carry no quantization
+    b = TfliteBuilder((1, 8, 8, 16), dtype=F32)
+    b.conv(16, 3)
+    tail = tflm_arena(b.build())[1]  # measured: 1,056 B
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+    assert analyze(model, (1, 16, 8, 8), "stm32l476", bits=32).totals["arena_tail_bytes"] == pytest.approx(
+        tail, rel=0.03)
 
 
 def _small_sram_target(kib: int):

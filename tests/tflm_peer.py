@@ -33,9 +33,10 @@ def _quant(n: int | None, axis: int = 0, scale: float = WEIGHT_SCALE) -> me.Quan
 class TfliteBuilder:
     """One subgraph, built op by op; ``cur`` is the tensor the next op reads."""
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], dtype: int = I8) -> None:
         self.sg = me.Subgraph()
-        self.first = self.cur = self._tensor(shape)
+        self.dtype = dtype  # I8, or F32 for a float model (no quantization anywhere)
+        self.first = self.cur = self._tensor(shape, dtype)
         self.sg.inputs = [self.first]
 
     def _tensor(self, shape, dtype=I8, data=None, quantization=None) -> me.Tensor:
@@ -45,8 +46,8 @@ class TfliteBuilder:
         self.sg.tensors.append(tensor)
         return tensor
 
-    def _op(self, code, inputs, out_shape, options=None, options_type=None, dtype=I8) -> me.Tensor:
-        out = self._tensor(out_shape, dtype)
+    def _op(self, code, inputs, out_shape, options=None, options_type=None, dtype=None) -> me.Tensor:
+        out = self._tensor(out_shape, self.dtype if dtype is None else dtype)
         op = me.Operator(opcode=code, inputs=inputs, outputs=[out])
         if options is not None:
             op._fb.builtinOptionsType, op._fb.builtinOptions = options_type, options
@@ -59,8 +60,12 @@ class TfliteBuilder:
         n, h, w, cin = self.cur.shape
         ch = cin if depthwise else out_channels
         shape = (1, k, k, ch) if depthwise else (ch, k, k, cin)
-        weights = self._tensor(shape, I8, np.ones(shape, np.int8), _quant(ch, 3 if depthwise else 0))
-        bias = self._tensor((ch,), I32, np.zeros(ch, np.int32), _quant(ch, scale=BIAS_SCALE))
+        if self.dtype == F32:
+            weights = self._tensor(shape, F32, np.ones(shape, np.float32))
+            bias = self._tensor((ch,), F32, np.zeros(ch, np.float32))
+        else:
+            weights = self._tensor(shape, I8, np.ones(shape, np.int8), _quant(ch, 3 if depthwise else 0))
+            bias = self._tensor((ch,), I32, np.zeros(ch, np.int32), _quant(ch, scale=BIAS_SCALE))
         if depthwise:
             opt, kind, code = tfl.DepthwiseConv2DOptionsT(), tfl.BuiltinOptions.DepthwiseConv2DOptions, \
                 OPS.DEPTHWISE_CONV_2D

@@ -45,7 +45,7 @@ def tail_counts(
             per_channel.append(channels)
         elif layer.op == "linear":
             add("fully_connected", 3)
-            if per_channel_dense:
+            if per_channel_dense and act_bits < 32:  # a float dense layer has no multipliers
                 per_channel.append(layer.output_shape[-1] if layer.output_shape else 1)
         elif layer.op == "reshape":
             add("reshape", 2)  # the output and the constant new-shape tensor
