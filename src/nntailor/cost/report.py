@@ -202,8 +202,8 @@ def analyze(
     ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry. ``io`` is the type of
     the model's input and output: ``"int8"`` (quantized, the default) or ``"float"`` (float32, converted by a
     QUANTIZE first and a DEQUANTIZE last, whose buffers the arena holds). ``per_channel_dense`` says the linear
-    layers' weights are quantized per output channel (TFLiteConverter's default), which costs TFLM's persistent
-    tail a multiplier and a shift per channel; ``False`` for per-tensor ones.
+    layers' weights are quantized per output channel (as TFLiteConverter wrote them in issue 9), which costs TFLM's
+    persistent tail a multiplier and a shift per channel; ``False`` for per-tensor ones.
     """
     tgt = load(target)
     w_bits = _check_bits(bits, "weight")

@@ -25,7 +25,8 @@ def tail_counts(
     per_channel_dense: bool = True,
 ) -> TailCounts:
     """The counts ``persistent_tail_bytes`` needs. ``per_channel_dense``: the fully connected weights are
-    quantized per output channel (TFLiteConverter's default since TF 2.16), not per tensor."""
+    quantized per output channel (as in issue 9's TFLiteConverter outputs; the official MLPerf Tiny files
+    are per tensor)."""
     fused = fused_layers(graph) if fused is None else fused
     ops: dict[str, int] = {}
     per_channel: list[int] = []
