@@ -7,6 +7,7 @@ the AD autoencoder at 3,200 B (the float input and its int8 copy live at once).
 import json
 
 import pytest
+from torch import nn
 
 from nntailor import analyze, zoo
 from nntailor.cli import main
@@ -41,6 +42,12 @@ def test_a_float_model_has_float_io_already():
     model = zoo.get("ad_autoencoder")
     assert (analyze(model, (1, 640), "stm32l476", bits=32, io="float").totals["peak_sram_bytes"]
             == analyze(model, (1, 640), "stm32l476", bits=32).totals["peak_sram_bytes"] == 2560 + 512)  # in, out
+
+
+def test_token_ids_are_not_quantized():
+    model = nn.Sequential(nn.Embedding(100, 16), nn.Flatten(), nn.Linear(16 * 8, 4))
+    plan = {b.name for b in analyze(model, (1, 8), "stm32l476", io="float").arena.buffers}
+    assert "input (float)" not in plan and "0" in plan and "2 (float)" in plan
 
 
 def test_bad_io_is_a_user_error(capsys):

@@ -31,6 +31,12 @@ def float_io_name(tensor: str) -> str:
     return f"{tensor} (float)"
 
 
+def quantized_inputs(graph: Graph) -> list[str]:
+    """The graph inputs a float-I/O model quantizes: all but token ids (an input an embedding reads is integer)."""
+    ids = {i for layer in graph.layers if layer.op == "embedding" for i in layer.inputs}
+    return [name for name in graph.input_names if name not in ids]
+
+
 @dataclass
 class Buffer:
     """One arena buffer: a graph input or the output of an op that is not a view or a fused activation."""
@@ -56,9 +62,10 @@ def activation_buffers(graph: Graph, fused: dict[str, str] | None = None, io: st
     root: dict[str, str] = {}  # tensor name -> buffer that holds it
     buffers: dict[str, Buffer] = {}
     op_index = -1
+    to_quantize = set(quantized_inputs(graph)) if io == "float" else set()
     for name, shape in zip(graph.input_names, graph.input_shapes, strict=True):
         root[name] = name
-        if io == "float":
+        if name in to_quantize:
             op_index += 1  # the QUANTIZE op: float input in, quantized copy out
             buffers[float_io_name(name)] = Buffer(float_io_name(name), math.prod(shape), 0, op_index, fixed=True,
                                                   bits=FLOAT_IO_BITS)

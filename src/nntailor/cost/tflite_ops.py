@@ -10,6 +10,7 @@ I/O a QUANTIZE per input and a DEQUANTIZE per output come in, each with its floa
 from __future__ import annotations
 
 from nntailor.cost.fusion import fused_layers
+from nntailor.cost.memory import quantized_inputs
 from nntailor.cost.tflm_arena import TailCounts
 from nntailor.graph.types import Graph
 
@@ -55,8 +56,8 @@ def tail_counts(
     outputs = len(dict.fromkeys(graph.output_names))
     float_io = io == "float" and act_bits < 32
     if float_io:
-        for _ in graph.input_names:
-            add("quantize", 1)  # the float input beside its quantized copy
+        for _ in quantized_inputs(graph):
+            add("quantize", 1)  # the float input beside its quantized copy (token ids stay integer)
         for _ in range(outputs):
             add("quantize", 1)  # DEQUANTIZE and its float output
     return TailCounts(ops=ops, tensors=tensors, per_channel=tuple(per_channel),
