@@ -30,7 +30,8 @@ def test_buffers_know_their_readers():
     assert resnet["conv1"].fixed  # read by the residual add as well as by stack1.conv1
     assert resnet["stack1.add"].readers == {"stack2.conv1", "stack2.shortcut"}
     widths = buffer_widths(list(resnet.values()), {"stack2.conv1": 4, "stack2.shortcut": 4, "stack1.conv1": 2})
-    assert widths["stack1.add"] == widths["stack2.pad"] == 4 and "conv1" not in widths
+    assert widths["stack1.add"] == 4 and "conv1" not in widths
+    assert "stack2.pad" not in resnet  # folded into stack2.conv1's SAME padding: no buffer of its own
 
 
 def test_activation_trace_matches_the_exact_hessian():

@@ -41,6 +41,8 @@ def analyze(
     energy_model: str | None = typer.Option(None, "--energy-model", help="traffic (default) or opal."),
     layers: bool = typer.Option(True, "--layers/--no-layers", help="Print the per-layer table."),
     plan: bool = typer.Option(False, "--plan", help="Print the arena plan."),
+    io: str = typer.Option("int8", "--io", help="The model's input/output type: int8, or float (QUANTIZE first, "
+                           "DEQUANTIZE last)."),
 ) -> None:
     """What MODEL costs on a chip: MACs, bytes, energy, latency, peak SRAM, flash; fits or not."""
     from nntailor.cost import analyze as run_analyze
@@ -52,6 +54,8 @@ def analyze(
     for tool in count_like:
         if tool not in TOOLS:
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
+    if io not in ("int8", "float"):
+        raise UserError(f"--io {io!r}: valid types are int8, float")
     tgt = load_target(target)  # a bad target fails before the model is built
     shape = parse_shape(input_shape) if input_shape else None
     loaded = load_model(model)
@@ -60,7 +64,7 @@ def analyze(
         raise UserError(f"{model}: give --input-shape (e.g. 1,3,32,32); the model has no default")
     report = run_analyze(
         loaded.model, shape, tgt, bits=bits, act_bits=act_bits, strict=strict, name=loaded.name,
-        energy_model=energy_model, count_like=count_like,
+        energy_model=energy_model, count_like=count_like, io=io,
     )
     result = report.to_dict()
     console = _console()

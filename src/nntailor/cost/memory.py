@@ -22,6 +22,19 @@ from nntailor.graph.types import Graph
 WIDTH_PRESERVING = frozenset({"maxpool", "adaptive_maxpool", "pad", "permute", "shuffle", "shift", "slice", "relu",
                               "relu6"})
 MAC_LAYER_KINDS = frozenset({"conv", "linear"})
+IO_KINDS = ("int8", "float")  # the model's input and output tensors: quantized, or float32 (QUANTIZE/DEQUANTIZE)
+FLOAT_IO_BITS = 32
+
+
+def float_io_name(tensor: str) -> str:
+    """The buffer name of a graph input's or output's float32 copy."""
+    return f"{tensor} (float)"
+
+
+def quantized_inputs(graph: Graph) -> list[str]:
+    """The graph inputs a float-I/O model quantizes: all but token ids (an input an embedding reads is integer)."""
+    ids = {i for layer in graph.layers if layer.op == "embedding" for i in layer.inputs}
+    return [name for name in graph.input_names if name not in ids]
 
 
 @dataclass
@@ -34,18 +47,29 @@ class Buffer:
     last: int  # op index that last reads it
     readers: set[str] = field(default_factory=set)  # conv/linear modules that quantize it on input
     fixed: bool = False  # read by some other op (add, cat, avg pool, the graph output): its width is not free
+    bits: int | None = None  # a width of its own (the float copy of a graph input or output), whatever the plan's
 
 
-def activation_buffers(graph: Graph, fused: dict[str, str] | None = None) -> list[Buffer]:
+def activation_buffers(graph: Graph, fused: dict[str, str] | None = None, io: str = "int8") -> list[Buffer]:
     """The arena buffers with TFLM lifetimes, and which conv/linear modules read each one (directly, or through
-    width-preserving ops, whose output buffers are then tied to the same readers)."""
+    width-preserving ops, whose output buffers are then tied to the same readers).
+
+    With ``io="float"`` the model takes and gives float32, as a converted file without
+    ``inference_input_type=int8`` does: a QUANTIZE op first writes the quantized copy of each input (both live at
+    once) and a DEQUANTIZE op last writes a float copy of each output (``FLOAT_IO_BITS`` wide).
+    """
     fused = fused_layers(graph) if fused is None else fused
     root: dict[str, str] = {}  # tensor name -> buffer that holds it
     buffers: dict[str, Buffer] = {}
+    op_index = -1
+    to_quantize = set(quantized_inputs(graph)) if io == "float" else set()
     for name, shape in zip(graph.input_names, graph.input_shapes, strict=True):
         root[name] = name
-        buffers[name] = Buffer(name, math.prod(shape), 0, 0)
-    op_index = -1
+        if name in to_quantize:
+            op_index += 1  # the QUANTIZE op: float input in, quantized copy out
+            buffers[float_io_name(name)] = Buffer(float_io_name(name), math.prod(shape), 0, op_index, fixed=True,
+                                                  bits=FLOAT_IO_BITS)
+        buffers[name] = Buffer(name, math.prod(shape), max(op_index, 0), max(op_index, 0))
     readers_of: dict[str, list[str]] = {}  # buffer -> ops that read it
     for layer in graph.layers:
         if layer.attrs.get("constant") or layer.attrs.get("dead"):
@@ -61,10 +85,16 @@ def activation_buffers(graph: Graph, fused: dict[str, str] | None = None) -> lis
         root[layer.name] = layer.name
         buffers[layer.name] = Buffer(layer.name, layer.output_numel, op_index, op_index)
     final = max(op_index, 0)
-    for name in graph.output_names:
-        if name in root:
-            buffers[root[name]].last = final
-            buffers[root[name]].fixed = True
+    outputs = list(dict.fromkeys(root[name] for name in graph.output_names if name in root))
+    if io == "float":
+        final += len(outputs)  # one DEQUANTIZE op per output, after the model's own ops
+    for k, src in enumerate(outputs):
+        buffers[src].last = final
+        buffers[src].fixed = True
+        if io == "float":
+            buffers[src].last = final - len(outputs) + k + 1
+            out = float_io_name(src)
+            buffers[out] = Buffer(out, buffers[src].numel, buffers[src].last, final, fixed=True, bits=FLOAT_IO_BITS)
 
     by_name = {layer.name: layer for layer in graph.layers}
     for name, buf in buffers.items():
@@ -112,10 +142,13 @@ def plan_activations(
     act_bits: int = 8,
     fused: dict[str, str] | None = None,
     layer_act_bits: dict[str, int] | None = None,
+    io: str = "int8",
 ) -> GreedyPlanner:
     """The arena plan; ``layer_act_bits`` gives a buffer's width (by layer or graph input name) when it differs
-    from ``act_bits`` (mixed precision)."""
-    return plan_buffers(activation_buffers(graph, fused), act_bits, layer_act_bits)
+    from ``act_bits`` (mixed precision); ``io="float"`` adds the float input and output copies."""
+    if act_bits >= FLOAT_IO_BITS:
+        io = "int8"  # a float model: its input and output are float already, nothing to quantize
+    return plan_buffers(activation_buffers(graph, fused, io), act_bits, layer_act_bits)
 
 
 def plan_buffers(buffers: list[Buffer], act_bits: int = 8, widths: dict[str, int] | None = None) -> GreedyPlanner:
@@ -123,7 +156,8 @@ def plan_buffers(buffers: list[Buffer], act_bits: int = 8, widths: dict[str, int
     widths = widths or {}
     planner = GreedyPlanner()
     for buf in buffers:
-        planner.add(buf.name, math.ceil(buf.numel * widths.get(buf.name, act_bits) / 8), buf.first, buf.last)
+        bits = buf.bits or widths.get(buf.name, act_bits)
+        planner.add(buf.name, math.ceil(buf.numel * bits / 8), buf.first, buf.last)
     return planner.plan()
 
 

@@ -20,8 +20,10 @@ from nntailor.cost.count_like import count_like as count_like_tool
 from nntailor.cost.energy import layer_energy, traffic
 from nntailor.cost.fusion import fused_layers
 from nntailor.cost.latency import layer_timing
-from nntailor.cost.memory import plan_activations
+from nntailor.cost.memory import IO_KINDS, plan_activations
 from nntailor.cost.planner import GreedyPlanner
+from nntailor.cost.tflite_ops import tail_counts
+from nntailor.cost.tflm_arena import persistent_tail_bytes
 from nntailor.errors import UserError
 from nntailor.graph.capture import capture
 from nntailor.graph.ops import ALIAS_KINDS
@@ -82,6 +84,8 @@ class Report:
     energy_model: str
     arena: GreedyPlanner = field(repr=False)
     count_like: dict[str, int] = field(default_factory=dict)
+    io: str = "int8"  # the model's input and output: quantized, or float32 behind QUANTIZE / DEQUANTIZE
+    verdict_note: str | None = None  # what the fits verdict leaves out (unpriced ops), or None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -89,9 +93,11 @@ class Report:
             "target": self.target,
             "bits": {"weights": self.w_bits, "activations": self.a_bits},
             "energy_model": self.energy_model,
+            "io": self.io,
             "totals": dict(self.totals),
             "fits": self.fits,
             "violations": list(self.violations),
+            "verdict_note": self.verdict_note,
             "layers": [layer.to_dict() for layer in self.layers],
             "unpriced": list(self.unpriced),
         }
@@ -136,27 +142,39 @@ def _folded_bias_bytes(layer: Layer, bn_hosts: set[str], bits: int) -> int:
     return layer.output_shape[1] * (4 if bits < 32 else bits // 8)
 
 
-def _over(what: str, used: int, reserve: int, memory: Memory) -> str | None:
-    """'<what> X (+ runtime) exceeds <memory> S by D', or None when it fits."""
-    need = used + reserve
+def _over(what: str, used: int, reserves: Sequence[tuple[int, str]], memory: Memory) -> str | None:
+    """'<what> X (+ R1 label1 + R2 label2) exceeds <memory> S by D', or None when it fits."""
+    need = used + sum(size for size, _ in reserves)
     if need <= memory.size_bytes:
         return None
-    runtime = f" (+ {format_bytes(reserve)} runtime)" if reserve else ""
+    extra = " + ".join(f"{format_bytes(size)} {label}" for size, label in reserves if size)
+    extra = f" (+ {extra})" if extra else ""
     return (
-        f"{what} {format_bytes(used)}{runtime} exceeds {memory.name} {format_bytes(memory.size_bytes)} "
+        f"{what} {format_bytes(used)}{extra} exceeds {memory.name} {format_bytes(memory.size_bytes)} "
         f"by {format_bytes(need - memory.size_bytes)}"
     )
 
 
-def _fits(target: Target, peak: int, flash: int) -> list[str]:
+def _fits(target: Target, peak: int, flash: int, tail: int = 0) -> list[str]:
+    """The verdict: TFLM's arena (planned head + persistent ``tail``) and the runtime's own SRAM in the activation
+    memory, weights and the runtime's code in the weight memory."""
     act_home, w_home = target.home("activations"), target.home("weights")
+    sram = [(tail, "TFLM persistent tail"), (target.runtime_sram_bytes, "runtime")]
     if act_home is w_home:  # an accelerator's DRAM holds both
-        checks = [("activations + weights", peak + flash, target.runtime_sram_bytes + target.runtime_flash_bytes,
+        checks = [("activations + weights", peak + flash, [*sram, (target.runtime_flash_bytes, "runtime code")],
                    act_home)]
     else:
-        checks = [("peak SRAM", peak, target.runtime_sram_bytes, act_home),
-                  ("weights", flash, target.runtime_flash_bytes, w_home)]
+        checks = [("peak SRAM", peak, sram, act_home),
+                  ("weights", flash, [(target.runtime_flash_bytes, "runtime")], w_home)]
     return [v for v in (_over(*check) for check in checks) if v]
+
+
+def _verdict_note(unpriced: list[str]) -> str | None:
+    """A verdict beside ops without a pricing rule counts their weights and output buffers only."""
+    if not unpriced:
+        return None
+    return (f"the verdict ignores what {len(unpriced)} unpriced op(s) need beyond their weights and output "
+            f"buffers (state, scratch, time): {'; '.join(unpriced)}")
 
 
 def analyze(
@@ -173,13 +191,19 @@ def analyze(
     strict: bool = False,
     name: str | None = None,
     count_like: Sequence[str] = (),
+    io: str = "int8",
+    per_channel_dense: bool = True,
 ) -> Report:
     """Price ``model`` on ``target``: per-layer and total MACs, bytes, energy, latency, peak SRAM, flash.
 
     ``bits`` is the weight width, ``act_bits`` the activation width (default: ``bits``);
     ``layer_bits`` overrides both per layer name or module path (mixed precision); ``layer_arith`` says, per
     layer name or module path, that its weight MACs are shifts, adds or XNOR-popcounts (default multiplies).
-    ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry.
+    ``strict`` makes an op without a pricing rule an error instead of an "unpriced" entry. ``io`` is the type of
+    the model's input and output: ``"int8"`` (quantized, the default) or ``"float"`` (float32, converted by a
+    QUANTIZE first and a DEQUANTIZE last, whose buffers the arena holds). ``per_channel_dense`` says the linear
+    layers' weights are quantized per output channel (as TFLiteConverter wrote them in issue 9), which costs TFLM's
+    persistent tail a multiplier and a shift per channel; ``False`` for per-tensor ones.
     """
     tgt = load(target)
     w_bits = _check_bits(bits, "weight")
@@ -187,6 +211,8 @@ def analyze(
     for tool in count_like:
         if tool not in TOOLS:
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
+    if io not in IO_KINDS:
+        raise UserError(f"io must be {' or '.join(map(repr, IO_KINDS))}, got {io!r}")
     if energy_model not in (None, "traffic", "opal"):
         raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
     for wb, ab in (layer_bits or {}).values():
@@ -282,8 +308,9 @@ def analyze(
     top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
     for lc in layers:
         lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
-    arena = plan_activations(graph, a_bits, fused, act_bits_of)
+    arena = plan_activations(graph, a_bits, fused, act_bits_of, io=io)
     peak = arena.peak_bytes()
+    tail = persistent_tail_bytes(tail_counts(graph, fused, io=io, act_bits=a_bits, per_channel_dense=per_channel_dense))
     flash = sum(lc.flash_bytes for lc in layers)
     breakdown: dict[str, float] = {}
     for lc in layers:
@@ -298,6 +325,8 @@ def analyze(
         "bops": sum(lc.bops for lc in layers),
         "weight_bytes": sum(lc.weight_bytes for lc in layers),
         "peak_sram_bytes": peak,
+        # TFLM's persistent arena beside the planned head: tensor and node structs, op data, per-channel params
+        "arena_tail_bytes": tail,
         "flash_bytes": flash,
         "energy_pj": sum(lc.energy_pj for lc in layers),
         "latency_s": sum(lc.latency_s for lc in layers),
@@ -307,7 +336,7 @@ def analyze(
         "energy_breakdown_pj": breakdown,
         "cycles": sum(lc.cycles for lc in layers),
     }
-    violations = _fits(tgt, peak, flash)
+    violations = _fits(tgt, peak, flash, tail if tgt.kind == "mcu" else 0)  # TFLM runs on the MCUs
     counts: dict[str, int] = {}
     if count_like:
         counts = {tool: count_like_tool(graph, tool) for tool in count_like}
@@ -324,4 +353,6 @@ def analyze(
         energy_model=energy_model or tgt.energy.model,
         arena=arena,
         count_like=counts,
+        io=io,
+        verdict_note=_verdict_note(unpriced),
     )

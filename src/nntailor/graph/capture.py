@@ -31,7 +31,7 @@ _MODULE_ATTRS = frozenset({
     "in_features", "out_features", "num_features", "affine", "eps", "normalized_shape",
     "elementwise_affine", "output_size", "embed_dim", "num_heads", "kdim", "vdim", "batch_first",
     "num_embeddings", "embedding_dim", "output_padding", "num_groups", "ceil_mode", "mode", "dim",
-    "scale_factor",
+    "scale_factor", "value", "padding_mode",
 })
 
 

@@ -60,8 +60,11 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         (f"BOPs (w{bits['weights']} a{bits['activations']})", f"{totals['bops']:,}"),
         ("weights", format_bytes(totals["weight_bytes"])),
         ("flash", format_bytes(totals["flash_bytes"])),
-        ("peak SRAM (TFLM greedy arena)", format_bytes(totals["peak_sram_bytes"])),
+        ("I/O", {"float": "float32 (QUANTIZE in, DEQUANTIZE out)"}.get(result.get("io", "int8"), "int8")),
+        ("peak SRAM (TFLM arena head, greedy plan)", format_bytes(totals["peak_sram_bytes"])),
         ("  live-set lower bound", format_bytes(totals["act_lower_bound_bytes"])),
+        ("TFLM persistent tail", format_bytes(totals.get("arena_tail_bytes", 0))),
+        ("  arena (head + tail)", format_bytes(totals["peak_sram_bytes"] + totals.get("arena_tail_bytes", 0))),
         (f"energy ({result['energy_model']})", format_energy(totals["energy_pj"])),
         ("latency", format_time(totals["latency_s"])),
     ]
@@ -77,6 +80,8 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
     else:
         verdict = f"[bold red]DOES NOT FIT[/bold red] {result['target']}: " + "; ".join(result["violations"])
         console.print(verdict, soft_wrap=True)
+    if result.get("verdict_note"):
+        console.print(f"[yellow]{result['verdict_note']}[/yellow]", soft_wrap=True)
 
 
 def _widths(row: dict[str, Any]) -> str:

@@ -162,7 +162,9 @@ class Target(_Strict):
     compute: Compute
     energy: Energy = Field(default_factory=Energy)
     memories: list[Memory] = Field(min_length=1)
-    runtime_sram_bytes: int = Field(default=0, ge=0)  # interpreter, stack, I/O buffers
+    # SRAM the runtime needs outside TFLM's arena (stack, buffers of the application); the arena's persistent
+    # tail (interpreter structs, op data) is estimated per model by ``cost.tflm_arena``
+    runtime_sram_bytes: int = Field(default=0, ge=0)
     runtime_flash_bytes: int = Field(default=0, ge=0)  # inference code
     source: str = ""
 
