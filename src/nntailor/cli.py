@@ -85,6 +85,7 @@ def compress(
 ) -> None:
     """Compress MODEL by a recipe; write the model (safetensors), a JSON and a before/after table."""
     from nntailor.compress.recipe import load_recipe
+    from nntailor.cost.report import check_bits
     from nntailor.data import load_dataset
     from nntailor.models import load_model
     from nntailor.report.terminal import render_compression
@@ -92,6 +93,7 @@ def compress(
     from nntailor.targets import load as load_target
 
     # everything a user can get wrong is checked before any training starts
+    check_bits(bits, "--bits:")
     tgt = load_target(target)
     steps = load_recipe(recipe)
     datasets = load_dataset(data, seed=seed)

@@ -10,14 +10,15 @@ from typing import Any
 
 import torch.nn as nn
 
-from nntailor.atomic import write_atomic, write_json_atomic
-from nntailor.compress.allocate import BudgetConfig, check_budget
+from nntailor.atomic import check_writable_dir, write_atomic, write_json_atomic
 from nntailor.compress.base import CompressConfig, Context
 from nntailor.compress.cluster import ClusterConfig
 from nntailor.compress.deep_compression import sparse_bytes, storage_table
 from nntailor.compress.quant import layer_formats
 from nntailor.compress.recipe import FinetuneConfig, run_recipe
+from nntailor.compress.validate import validate_recipe
 from nntailor.cost import analyze
+from nntailor.cost.report import check_bits
 from nntailor.data import Datasets
 from nntailor.errors import UserError
 from nntailor.graph import capture
@@ -68,12 +69,14 @@ def compress_model(
     progress: bool = True,
     name: str = "",
 ) -> dict[str, Any]:
+    check_bits(bits, "pricing")
     _check_classes(model, datasets)
     context = Context(train=datasets.train, test=datasets.test, input_shape=datasets.input_shape, target=target,
                       seed=seed)
-    for step in steps:  # an impossible budget is refused before any training starts
-        if isinstance(step, BudgetConfig):
-            check_budget(model, step, context)
+    # everything that can be refused is refused before the first step: the recipe against the model's
+    # structure, and the output folder
+    validate_recipe(model, steps, context)
+    check_writable_dir(out)
     # Fine-tunes before the first technique train the float baseline: "before" is measured after them.
     first = next((i for i, s in enumerate(steps) if not isinstance(s, FinetuneConfig)), len(steps))
     checkpoints = out / "checkpoints"

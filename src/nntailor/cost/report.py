@@ -112,6 +112,9 @@ def _check_bits(bits: int, what: str) -> int:
     return bits
 
 
+check_bits = _check_bits  # public: the CLI's --bits and recipe validation refuse what analyze would
+
+
 def _layer_bits(layer: Layer, w_bits: int, a_bits: int, per_layer: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
     return per_layer.get(layer.name) or per_layer.get(layer.module) or (w_bits, a_bits)
 
