@@ -130,6 +130,9 @@ def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -150,8 +153,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(exc.format_message().splitlines()[0])
     except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted")
+        return _interrupted()
+    if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself (typer.core._main), silently
+        return _interrupted()
     return code if isinstance(code, int) else 0
+
+
+def _interrupted() -> int:
+    # every long job checkpoints atomically (train.py, run_manifest.py): a rerun picks up where this one stopped
+    print("interrupted; run the same command again to resume", file=sys.stderr)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from nntailor.cost.report import check_bits
 from nntailor.data import Datasets
 from nntailor.errors import UserError
 from nntailor.graph import capture
+from nntailor.run_manifest import manifest, prepare_resume
 from nntailor.targets import Target
 from nntailor.train import evaluate
 
@@ -74,9 +75,10 @@ def compress_model(
     context = Context(train=datasets.train, test=datasets.test, input_shape=datasets.input_shape, target=target,
                       seed=seed)
     # everything that can be refused is refused before the first step: the recipe against the model's
-    # structure, and the output folder
+    # structure, the output folder, and a folder that holds a different run
     validate_recipe(model, steps, context)
     check_writable_dir(out)
+    prepare_resume(out, manifest(model, name or type(model).__name__, steps, datasets.name, target, bits, seed))
     # Fine-tunes before the first technique train the float baseline: "before" is measured after them.
     first = next((i for i, s in enumerate(steps) if not isinstance(s, FinetuneConfig)), len(steps))
     checkpoints = out / "checkpoints"

@@ -9,12 +9,15 @@
 
 A fine-tune step keeps what earlier steps imposed: pruned weights stay zero (``MaskHook``) and shared
 weights stay shared (``ClusterHook``). Resuming needs no state of its own: techniques are deterministic
-(seeded) and are replayed; each fine-tune step resumes from, or skips past, its own checkpoint.
+(seeded) and are replayed; each fine-tune step resumes from, or skips past, its own checkpoint
+(``checkpoint_every: N`` adds one every N steps within an epoch), and a technique that fine-tunes inside
+(``energy_prune``) keeps its own in ``checkpoints/step<i>/``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -42,6 +45,7 @@ class FinetuneConfig(CompressConfig):
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = Field(default=0.0, ge=0)
     max_steps: int | None = Field(default=None, ge=1)
+    checkpoint_every: int = Field(default=0, ge=0)  # steps between checkpoints within an epoch; 0 = epoch ends only
     # prune while training: to schedule.final by schedule.kind (cubic = Zhu & Gupta), "global" or per layer
     schedule: Schedule | None = None
     scope: Literal["layer", "global"] = "layer"
@@ -104,10 +108,12 @@ def run_recipe(
                 epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, optimizer=step.optimizer,
                 weight_decay=step.weight_decay, max_steps=step.max_steps, seed=context.seed + i,
                 checkpoint=checkpoints / f"step{i + 1}.pt" if checkpoints else None, progress=progress,
+                checkpoint_every=step.checkpoint_every,
             )
             fit(model, context.need_train("a finetune step"), config, hooks=hooks)
         else:
-            model = apply(model, step, context)
+            own = checkpoints / f"step{i + 1}" if checkpoints else None  # a technique's own fine-tunes
+            model = apply(model, step, dataclasses.replace(context, checkpoints=own))
             clustered = clustered or isinstance(step, ClusterConfig)
         if on_step is not None:
             on_step(i, step, model)
