@@ -103,6 +103,19 @@ def test_a_folder_of_another_model(files, capsys):
     assert err.strip() == f"error: {out} holds a run of another model (make); use a fresh --out or remove {out}"
 
 
+def test_a_folder_of_another_model_without_a_manifest(files, capsys):
+    # a folder from before run.json, or one whose manifest was removed: the checkpoint itself tells.
+    # 48 hidden units against 32: 1.weight, 1.bias and 3.weight differ, 3.bias (10 classes) does not
+    out = files / "out"
+    recipe = "steps:\n  - {step: finetune, epochs: 1, max_steps: 3}\n"
+    assert compress(capsys, files, recipe, out, model="wide")[0] == 0
+    (out / "run.json").unlink()
+    code, err = compress(capsys, files, recipe, out)
+    assert code == 2
+    assert err.strip() == (f"error: checkpoint {out}/checkpoints/step1.pt is from another model (3 tensors differ, "
+                           f"first '1.bias'); use a fresh --out or remove {out}")
+
+
 RECIPE_LONG = "steps:\n  - {step: finetune, epochs: 8, lr: 0.003, checkpoint_every: 10}\n" \
               "  - {step: prune, sparsity: 0.5}\n  - {step: finetune, epochs: 1}\n"
 

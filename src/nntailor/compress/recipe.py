@@ -31,7 +31,7 @@ from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, curre
 from nntailor.compress.regularize import GroupLasso
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
-from nntailor.train import Distillation, TrainConfig, TrainHook, fit
+from nntailor.train import Distillation, TrainConfig, TrainHook, fit, load_checkpoint
 from nntailor.yamlfile import read_yaml
 
 
@@ -69,6 +69,18 @@ def load_recipe(path: str | Path) -> list[CompressConfig]:
     if not isinstance(steps, list) or not steps:
         raise UserError(f"recipe {path}: expected a non-empty list of steps (or a mapping with 'steps:')")
     return [config_from_dict(step, where=f"recipe {path} step {i + 1}") for i, step in enumerate(steps)]
+
+
+def _check_same_model(path: Path, model: nn.Module) -> None:
+    """A checkpoint of another model (a folder reused for a different run) is refused in one line with the way
+    out; load_state_dict's own error spans many lines and names no remedy."""
+    saved = load_checkpoint(path)["model"]
+    ours = model.state_dict()
+    differ = sorted(k for k in saved.keys() | ours.keys()
+                    if k not in saved or k not in ours or saved[k].shape != ours[k].shape)
+    if differ:
+        raise UserError(f"checkpoint {path} is from another model ({len(differ)} tensors differ, first {differ[0]!r}); "
+                        f"use a fresh --out or remove {path.parent.parent}")
 
 
 def run_recipe(
@@ -110,6 +122,8 @@ def run_recipe(
                 checkpoint=checkpoints / f"step{i + 1}.pt" if checkpoints else None, progress=progress,
                 checkpoint_every=step.checkpoint_every,
             )
+            if config.checkpoint is not None and config.checkpoint.exists():
+                _check_same_model(config.checkpoint, model)
             fit(model, context.need_train("a finetune step"), config, hooks=hooks)
         else:
             own = checkpoints / f"step{i + 1}" if checkpoints else None  # a technique's own fine-tunes
