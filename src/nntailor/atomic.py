@@ -40,3 +40,23 @@ def write_json_atomic(path: Path, data: object) -> None:
             f.write("\n")
 
     write_atomic(path, dump)
+
+
+def check_writable_dir(path: Path, what: str = "--out") -> None:
+    """Refuse, before any long work, a folder that cannot take our files: a file, a path under a file, or a
+    folder where a file cannot be created. Writability is tested by creating and removing a probe file, since
+    permission bits say nothing for root and a read-only mount says nothing in them."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder")
+    above = path
+    while not above.exists() and above.parent != above:
+        above = above.parent
+    if above != path and not above.is_dir():
+        raise UserError(f"{what} {path} lies under {above}, which is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".nntailor-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"{what} {path} is not writable: {exc.strerror or exc}") from None

@@ -91,6 +91,7 @@ def compress(
 ) -> None:
     """Compress MODEL by a recipe; write the model (safetensors), a JSON and a before/after table."""
     from nntailor.compress.recipe import load_recipe
+    from nntailor.cost.report import check_bits
     from nntailor.data import load_dataset
     from nntailor.models import load_model
     from nntailor.report.terminal import render_compression
@@ -98,6 +99,8 @@ def compress(
     from nntailor.targets import load as load_target
 
     # everything a user can get wrong is checked before any training starts
+    if bits is not None:
+        check_bits(bits, "--bits")
     tgt = load_target(target)
     steps = load_recipe(recipe)
     datasets = load_dataset(data, seed=seed)
@@ -134,6 +137,9 @@ def _console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -154,8 +160,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(exc.format_message().splitlines()[0])
     except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted")
+        return _interrupted()
+    if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself (typer.core._main), silently
+        return _interrupted()
     return code if isinstance(code, int) else 0
+
+
+def _interrupted() -> int:
+    # every long job checkpoints atomically (train.py, run_manifest.py): a rerun picks up where this one stopped
+    print("interrupted; run the same command again to resume", file=sys.stderr)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,18 +10,19 @@ from typing import Any
 
 import torch.nn as nn
 
-from nntailor.atomic import write_atomic, write_json_atomic
-from nntailor.compress.allocate import BudgetConfig, check_budget
+from nntailor.atomic import check_writable_dir, write_atomic, write_json_atomic
 from nntailor.compress.base import CompressConfig, Context
 from nntailor.compress.cluster import ClusterConfig
 from nntailor.compress.deep_compression import sparse_bytes, storage_table
 from nntailor.compress.quant import layer_formats, weight_widths
 from nntailor.compress.recipe import FinetuneConfig, run_recipe
+from nntailor.compress.validate import validate_recipe
 from nntailor.cost import analyze
-from nntailor.cost.report import SUPPORTED_BITS
+from nntailor.cost.report import check_bits
 from nntailor.data import Datasets
 from nntailor.errors import UserError
 from nntailor.graph import capture
+from nntailor.run_manifest import manifest, prepare_resume
 from nntailor.targets import Target
 from nntailor.train import evaluate
 
@@ -83,14 +84,16 @@ def compress_model(
     progress: bool = True,
     name: str = "",
 ) -> dict[str, Any]:
-    if bits is not None and bits not in SUPPORTED_BITS:  # before any training starts
-        raise UserError(f"--bits must be 1 to 16 or 32, got {bits}")
+    if bits is not None:  # None: unquantized layers are priced as the float they are
+        check_bits(bits, "--bits")
     _check_classes(model, datasets)
     context = Context(train=datasets.train, test=datasets.test, input_shape=datasets.input_shape, target=target,
                       seed=seed)
-    for step in steps:  # an impossible budget is refused before any training starts
-        if isinstance(step, BudgetConfig):
-            check_budget(model, step, context)
+    # everything that can be refused is refused before the first step: the recipe against the model's
+    # structure, the output folder, and a folder that holds a different run
+    validate_recipe(model, steps, context)
+    check_writable_dir(out)
+    prepare_resume(out, manifest(model, name or type(model).__name__, steps, datasets.name, target, bits, seed))
     # Fine-tunes before the first technique train the float baseline: "before" is measured after them.
     first = next((i for i, s in enumerate(steps) if not isinstance(s, FinetuneConfig)), len(steps))
     checkpoints = out / "checkpoints"

@@ -12,6 +12,7 @@ import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch.nn as nn
@@ -38,6 +39,7 @@ class Context:
     target: Any = None  # a Target or catalog name
     seed: int = 0
     teacher: Any = None  # the model before a recipe's first technique, for distillation steps
+    checkpoints: Path | None = None  # a folder for a technique's own fine-tunes (energy_prune), so they resume
 
     def need_train(self, technique: str) -> Any:
         if self.train is None:

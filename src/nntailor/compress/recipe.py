@@ -9,12 +9,15 @@
 
 A fine-tune step keeps what earlier steps imposed: pruned weights stay zero (``MaskHook``) and shared
 weights stay shared (``ClusterHook``). Resuming needs no state of its own: techniques are deterministic
-(seeded) and are replayed; each fine-tune step resumes from, or skips past, its own checkpoint.
+(seeded) and are replayed; each fine-tune step resumes from, or skips past, its own checkpoint
+(``checkpoint_every: N`` adds one every N steps within an epoch), and a technique that fine-tunes inside
+(``energy_prune``) keeps its own in ``checkpoints/step<i>/``.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -28,7 +31,7 @@ from nntailor.compress.prune import GradualPruning, MaskHook, PruneConfig, curre
 from nntailor.compress.regularize import GroupLasso
 from nntailor.compress.schedules import Schedule
 from nntailor.errors import UserError
-from nntailor.train import Distillation, TrainConfig, TrainHook, fit
+from nntailor.train import Distillation, TrainConfig, TrainHook, fit, load_checkpoint
 from nntailor.yamlfile import read_yaml
 
 
@@ -42,6 +45,7 @@ class FinetuneConfig(CompressConfig):
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = Field(default=0.0, ge=0)
     max_steps: int | None = Field(default=None, ge=1)
+    checkpoint_every: int = Field(default=0, ge=0)  # steps between checkpoints within an epoch; 0 = epoch ends only
     # prune while training: to schedule.final by schedule.kind (cubic = Zhu & Gupta), "global" or per layer
     schedule: Schedule | None = None
     scope: Literal["layer", "global"] = "layer"
@@ -65,6 +69,18 @@ def load_recipe(path: str | Path) -> list[CompressConfig]:
     if not isinstance(steps, list) or not steps:
         raise UserError(f"recipe {path}: expected a non-empty list of steps (or a mapping with 'steps:')")
     return [config_from_dict(step, where=f"recipe {path} step {i + 1}") for i, step in enumerate(steps)]
+
+
+def _check_same_model(path: Path, model: nn.Module) -> None:
+    """A checkpoint of another model (a folder reused for a different run) is refused in one line with the way
+    out; load_state_dict's own error spans many lines and names no remedy."""
+    saved = load_checkpoint(path)["model"]
+    ours = model.state_dict()
+    differ = sorted(k for k in saved.keys() | ours.keys()
+                    if k not in saved or k not in ours or saved[k].shape != ours[k].shape)
+    if differ:
+        raise UserError(f"checkpoint {path} is from another model ({len(differ)} tensors differ, first {differ[0]!r}); "
+                        f"use a fresh --out or remove {path.parent.parent}")
 
 
 def run_recipe(
@@ -104,10 +120,14 @@ def run_recipe(
                 epochs=step.epochs, lr=step.lr, batch_size=step.batch_size, optimizer=step.optimizer,
                 weight_decay=step.weight_decay, max_steps=step.max_steps, seed=context.seed + i,
                 checkpoint=checkpoints / f"step{i + 1}.pt" if checkpoints else None, progress=progress,
+                checkpoint_every=step.checkpoint_every,
             )
+            if config.checkpoint is not None and config.checkpoint.exists():
+                _check_same_model(config.checkpoint, model)
             fit(model, context.need_train("a finetune step"), config, hooks=hooks)
         else:
-            model = apply(model, step, context)
+            own = checkpoints / f"step{i + 1}" if checkpoints else None  # a technique's own fine-tunes
+            model = apply(model, step, dataclasses.replace(context, checkpoints=own))
             clustered = clustered or isinstance(step, ClusterConfig)
         if on_step is not None:
             on_step(i, step, model)

@@ -112,9 +112,9 @@ class Report:
         raise KeyError(name)
 
 
-def _check_bits(bits: int, what: str) -> int:
+def check_bits(bits: int, what: str) -> int:
     if bits not in SUPPORTED_BITS:
-        raise UserError(f"{what} bits must be 1 to 16 or 32, got {bits}")
+        raise UserError(f"{what} must be 1 to 16 or 32, got {bits}")
     return bits
 
 
@@ -206,8 +206,8 @@ def analyze(
     persistent tail a multiplier and a shift per channel; ``False`` for per-tensor ones.
     """
     tgt = load(target)
-    w_bits = _check_bits(bits, "weight")
-    a_bits = _check_bits(act_bits if act_bits is not None else bits, "activation")
+    w_bits = check_bits(bits, "weight bits")
+    a_bits = check_bits(act_bits if act_bits is not None else bits, "activation bits")
     for tool in count_like:
         if tool not in TOOLS:
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
@@ -216,8 +216,8 @@ def analyze(
     if energy_model not in (None, "traffic", "opal"):
         raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
     for wb, ab in (layer_bits or {}).values():
-        _check_bits(wb, "weight")
-        _check_bits(ab, "activation")
+        check_bits(wb, "weight bits")
+        check_bits(ab, "activation bits")
     arith_of = dict(layer_arith or {})
     for where, kind in arith_of.items():
         if kind not in ARITH_KINDS:
