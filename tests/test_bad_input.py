@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nntailor import zoo
 from nntailor.cli import main
 from nntailor.errors import UserError
 from nntailor.yamlfile import MAX_BYTES, read_yaml
@@ -132,3 +133,29 @@ def test_yaml_oversize_file_is_refused_without_reading_it(tmp_path, capsys):
     path = tmp_path / "big.yaml"
     path.write_text("# padding\n" * (MAX_BYTES // 10 + 1))
     _one_line_error(capsys, ["analyze", "zoo:lenet5", "--target", str(path)], str(path), "larger than 1024 KiB")
+
+
+# ------------------------------------------------------------------------------------------- zoo options
+
+@pytest.mark.parametrize("spec, named", [
+    ("zoo:lenet5?num_classes=1000000000", "num_classes=1000000000"),
+    ("zoo:mobilenet_v1?width=1000", "width=1000"),
+    ("zoo:mobilenet_v1?width=1e-9", "width=1e-09"),
+    ("zoo:mobilenet_v1?resolution=100000", "resolution=100000"),
+])
+def test_zoo_option_out_of_range_is_refused_fast(capsys, spec, named):
+    start = time.perf_counter()
+    line = _one_line_error(capsys, ["analyze", spec, "--no-layers"], named)
+    assert time.perf_counter() - start < 2.0
+    assert ".." in line  # the range is named
+
+
+def test_zoo_parameter_memory_is_estimated_before_building(monkeypatch):
+    # VGG-16 has 138,357,544 parameters (Simonyan & Zisserman 2015, Table 2: 138 M; torchvision's count):
+    # 553,430,176 bytes in float32, estimated on the meta device without allocating them
+    assert zoo.param_bytes("vgg16") == 138_357_544 * 4
+    monkeypatch.setattr("nntailor.hostmem.available_bytes", lambda: 100_000_000)
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=r"zoo:vgg16: its parameters need 553\.4 MB, more than 100\.0 MB"):
+        zoo.get("vgg16")
+    assert time.perf_counter() - start < 2.0
