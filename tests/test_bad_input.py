@@ -6,13 +6,18 @@ readers, seeds, models compress cannot train); each runs the CLI as a user would
 
 from __future__ import annotations
 
+import gzip
+import struct
 import time
+import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nntailor import zoo
 from nntailor.cli import main
+from nntailor.data import read_cifar10_bin, read_idx, write_idx
 from nntailor.errors import UserError
 from nntailor.yamlfile import MAX_BYTES, read_yaml
 
@@ -159,3 +164,99 @@ def test_zoo_parameter_memory_is_estimated_before_building(monkeypatch):
     with pytest.raises(UserError, match=r"zoo:vgg16: its parameters need 553\.4 MB, more than 100\.0 MB"):
         zoo.get("vgg16")
     assert time.perf_counter() - start < 2.0
+
+
+# --------------------------------------------------------------------------------------------- datasets
+
+def _mnist_dir(root: Path, train_labels: np.ndarray) -> Path:
+    rng = np.random.default_rng(0)
+    write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (len(train_labels), 28, 28)))
+    write_idx(root / "train-labels-idx1-ubyte", train_labels)
+    write_idx(root / "t10k-images-idx3-ubyte", rng.integers(0, 256, (3, 28, 28)))
+    write_idx(root / "t10k-labels-idx1-ubyte", np.array([0, 1, 2]))
+    return root
+
+
+def test_idx_labels_outside_0_to_9(models, recipe, tmp_path, capsys):
+    (tmp_path / "mnist").mkdir()
+    data = _mnist_dir(tmp_path / "mnist", np.array([3, 9, 12, 250, 1]))
+    _one_line_error(capsys, ["compress", "zoo:lenet5", "-r", str(recipe), "-d", f"mnist:{data}",
+                             "-o", str(tmp_path / "out")], "label 12 at index 2", "0..9")
+
+
+def test_truncated_gzip_idx(tmp_path, capsys):
+    root = tmp_path / "mnist"
+    root.mkdir()
+    _mnist_dir(root, np.arange(20) % 10)
+    raw = (root / "train-images-idx3-ubyte").read_bytes()
+    (root / "train-images-idx3-ubyte").unlink()
+    packed = gzip.compress(raw)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(packed[: len(packed) // 2])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    _one_line_error(capsys, ["compress", "zoo:lenet5", "-r", str(recipe), "-d", f"mnist:{root}",
+                             "-o", str(tmp_path / "out")], "train-images-idx3-ubyte.gz: truncated gzip file")
+
+
+def _gzip_zeros(path: Path, header: bytes, zeros: int) -> None:
+    """A gzip file of ``header`` then ``zeros`` zero bytes, streamed (never held in memory whole)."""
+    chunk = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(header)
+        for _ in range(zeros // len(chunk)):
+            f.write(chunk)
+
+
+def _bounded(read, path: Path) -> tuple[str, float, int]:
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(UserError) as excinfo:
+            read(path)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return str(excinfo.value), elapsed, peak
+
+
+def test_gzip_bomb_is_refused_from_its_header(tmp_path):
+    # a header promising 65536 x 256 x 256 = 4 GiB, with 64 MiB of zeros behind it (64 kB compressed)
+    bomb = tmp_path / "bomb-idx3-ubyte.gz"
+    _gzip_zeros(bomb, bytes([0, 0, 8, 3]) + struct.pack(">3I", 65536, 256, 256), 64 << 20)
+    assert bomb.stat().st_size < 1 << 20
+    message, elapsed, peak = _bounded(read_idx, bomb)
+    assert "4,294,967,296 bytes" in message
+    assert elapsed < 2.0 and peak < 1 << 20
+    # a header within bounds that the compressed size cannot back: 256 MiB from ~64 kB is past deflate's 1032:1
+    liar = tmp_path / "liar-idx3-ubyte.gz"
+    _gzip_zeros(liar, bytes([0, 0, 8, 3]) + struct.pack(">3I", 4096, 256, 256), 1 << 20)
+    message, elapsed, peak = _bounded(read_idx, liar)
+    assert "holds at most" in message and elapsed < 2.0 and peak < 1 << 20
+
+
+def test_gzip_bomb_behind_a_small_header_stops_at_what_the_header_promises(tmp_path):
+    # the header promises 10 labels; 64 MiB of zeros follow: read 10 bytes and one more, never the rest
+    bomb = tmp_path / "labels-idx1-ubyte.gz"
+    _gzip_zeros(bomb, bytes([0, 0, 8, 1]) + struct.pack(">I", 10), 64 << 20)
+    message, elapsed, peak = _bounded(read_idx, bomb)
+    assert "file has more than 10" in message and elapsed < 2.0 and peak < 1 << 20
+    cifar = tmp_path / "data_batch_1.bin"
+    _gzip_zeros(cifar, b"", 256 << 20)  # past the 60,000-record cap
+    message, elapsed, _ = _bounded(read_cifar10_bin, cifar)
+    assert "all 60,000 CIFAR-10 images" in message
+
+
+def test_corrupt_gzip_is_one_line(tmp_path):
+    path = tmp_path / "x-idx1-ubyte.gz"
+    packed = bytearray(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + b"\x01\x02\x03"))
+    packed[12:20] = b"\xff" * 8  # inside the deflate stream
+    path.write_bytes(bytes(packed))
+    with pytest.raises(UserError, match="x-idx1-ubyte.gz: (corrupt|truncated) gzip file"):
+        read_idx(path)
+
+
+def test_good_idx_still_reads(tmp_path):
+    path = tmp_path / "ok-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + b"\x01\x02\x03"))
+    assert read_idx(path).tolist() == [1, 2, 3]
