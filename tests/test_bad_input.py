@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch.nn as nn
 
 from nntailor import zoo
 from nntailor.cli import main
 from nntailor.data import read_cifar10_bin, read_idx, write_idx
 from nntailor.errors import UserError
+from nntailor.graph import capture
+from nntailor.models import parse_shape
 from nntailor.yamlfile import MAX_BYTES, read_yaml
 
 MODELS = '''
@@ -166,6 +170,105 @@ def test_zoo_parameter_memory_is_estimated_before_building(monkeypatch):
     assert time.perf_counter() - start < 2.0
 
 
+# ------------------------------------------------------------------------------------------------ shapes
+
+@pytest.mark.parametrize("shape, named", [
+    ("1,1,99999999999999999999,28", "dimension 2 = 99999999999999999999"),
+    ("", "input shape '' is empty"),
+    (" , ", "is empty"),
+    ("100000,100000,4", "40,000,000,000 elements"),
+])
+def test_bad_input_shape_names_the_value(capsys, shape, named):
+    _one_line_error(capsys, ["analyze", "zoo:lenet5", "--input-shape", shape, "--no-layers"], named)
+
+
+def test_parse_shape_keeps_good_shapes():
+    assert parse_shape("1,3,32,32") == (1, 3, 32, 32)
+    assert parse_shape("1x1x28x28") == (1, 1, 28, 28)
+
+
+# ----------------------------------------------------------------------------------------------- capture
+
+capture_module = sys.modules["nntailor.graph.capture"]  # the package re-exports capture(), hiding the module
+
+
+def test_deeply_nested_model_is_one_line(models, capsys):
+    _one_line_error(capsys, ["analyze", f"{models}:deep", "--input-shape", "1,4"], "nested too deep")
+
+
+def test_deeply_nested_model_at_capture(capsys):
+    model = nn.Linear(4, 4)
+    for _ in range(400):  # eval() copes with this depth; torch.fx's tracer does not
+        model = nn.Sequential(model)
+    with pytest.raises(UserError, match="model nested too deep for torch.fx"):
+        capture(model, (1, 4))
+
+
+def test_huge_mismatched_input_reports_the_shape_error_without_a_real_forward(monkeypatch, capsys):
+    real_runs = []
+    run = capture_module._run
+
+    def spy(root, graph, inputs, meta, env=None):
+        if not meta:
+            real_runs.append([tuple(t.shape) for t in inputs])
+        return run(root, graph, inputs, meta, env)
+
+    monkeypatch.setattr(capture_module, "_run", spy)
+    # ResNet-8 wants 3 channels; at 4000 x 4000 a real forward would need gigabytes before failing
+    line = _one_line_error(capsys, ["analyze", "zoo:resnet8", "--input-shape", "1,1,4000,4000", "--no-layers"],
+                           "does not run on input shape (1, 1, 4000, 4000)", "conv1")
+    assert "allocate" not in line
+    assert real_runs == []
+
+
+class _NeedsRealForward(nn.Module):
+    """``.item()`` has no meta kernel: shapes can only come from a real forward."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n, 2)
+
+    def forward(self, x):
+        return self.fc(x) * x.mean().item()
+
+
+def test_real_forward_fallback_only_when_small(monkeypatch):
+    real_runs = []
+    run = capture_module._run
+
+    def spy(root, graph, inputs, meta, env=None):
+        if not meta:
+            real_runs.append([tuple(t.shape) for t in inputs])
+        return run(root, graph, inputs, meta, env)
+
+    monkeypatch.setattr(capture_module, "_run", spy)
+    graph = capture(_NeedsRealForward(16), (1, 16))  # 64 bytes of input: the fallback decides
+    assert real_runs == [[(1, 16)]] and graph.layer("fc").output_shape == (1, 2)
+    # 2 x 40,000,000 floats = 320 MB of input alone: over the 256 MiB bound, never run for real
+    with pytest.raises(UserError, match="does not run on input shape .* real forward would need"):
+        capture(_NeedsRealForward(40_000_000), (2, 40_000_000))
+    assert len(real_runs) == 1
+
+
+# ------------------------------------------------------------------------------- models compress can't train
+
+@pytest.mark.parametrize("attr, named", [("DictOut", "returns a dict"), ("TupleOut", "returns a tuple"),
+                                         ("half", "float16")])
+def test_compress_refuses_untrainable_models(models, recipe, tmp_path, capsys, attr, named):
+    out = tmp_path / "out"
+    _one_line_error(capsys, ["compress", f"{models}:{attr}", "-r", str(recipe), "-d", "digits", "-o", str(out),
+                             "--no-progress"], named)
+    assert not (out / "checkpoints").exists()  # refused before any training
+
+
+# ----------------------------------------------------------------------------------------------- seeds
+
+@pytest.mark.parametrize("seed", ["-1", str(2**40), str(2**32)])
+def test_seed_outside_numpy_range(models, recipe, tmp_path, capsys, seed):
+    _one_line_error(capsys, ["compress", f"{models}:digits_mlp", "-r", str(recipe), "-d", "digits",
+                             "-o", str(tmp_path / "out"), f"--seed={seed}"], f"--seed {seed}")
+
+
 # --------------------------------------------------------------------------------------------- datasets
 
 def _mnist_dir(root: Path, train_labels: np.ndarray) -> Path:
@@ -260,3 +363,16 @@ def test_good_idx_still_reads(tmp_path):
     path = tmp_path / "ok-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + b"\x01\x02\x03"))
     assert read_idx(path).tolist() == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------------------- the CLI's mapping
+
+def test_eof_error_is_not_reported_as_interrupted(monkeypatch, capsys):
+    def eof(name):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr("nntailor.targets.load", eof)
+    with pytest.raises(EOFError):  # a bug keeps its traceback (exit 1), click's Abort wrapper is undone
+        main(["analyze", "zoo:lenet5"])
+    assert "interrupted" not in capsys.readouterr().err
+
