@@ -376,3 +376,18 @@ def test_eof_error_is_not_reported_as_interrupted(monkeypatch, capsys):
         main(["analyze", "zoo:lenet5"])
     assert "interrupted" not in capsys.readouterr().err
 
+
+
+def test_unreadable_files_are_one_line(tmp_path, monkeypatch):
+    # root reads any file whatever its mode: make the open itself fail, as a permission or I/O error does
+    path = tmp_path / "x.yaml"
+    path.write_text("a: 1\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(UserError, match="x.yaml: cannot read: Permission denied"):
+        read_yaml(path, "target")
+    with pytest.raises(UserError, match="x.yaml: cannot read: Permission denied"):
+        read_idx(path)

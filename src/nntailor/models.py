@@ -83,7 +83,8 @@ def check_trainable(model: nn.Module, name: str) -> None:
     _, graph = trace(model, name)
     output = next(n for n in graph.nodes if n.op == "output").args[0]
     if not isinstance(output, fx.Node):
-        kind = "dict" if isinstance(output, dict) else "tuple" if isinstance(output, tuple | list) else "non-tensor"
+        kind = next((k for t, k in ((dict, "dict"), (list, "list"), (tuple, "tuple")) if isinstance(output, t)),
+                    "non-tensor")
         raise UserError(f"{name}: forward returns a {kind}; compress needs one tensor of logits")
 
 

@@ -103,8 +103,11 @@ def read_yaml(path: str | Path, what: str) -> object:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
-    with path.open("rb") as f:
-        raw = f.read(MAX_BYTES + 1)  # never more than the cap, whatever the file's size
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # never more than the cap, whatever the file's size
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot read: {err.strerror or err}") from None
     if len(raw) > MAX_BYTES:
         raise UserError(f"{what} {path}: larger than {MAX_BYTES // 1024} KiB; a {what} file is a few kB of YAML")
     try:

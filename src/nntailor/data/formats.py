@@ -34,9 +34,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def _open(path: Path) -> tuple[BinaryIO, bool]:
     """The file as a stream of its (decompressed) bytes, and whether it is gzipped. Nothing is read ahead:
     the caller reads a header, checks it, then reads exactly what it promises."""
-    with path.open("rb") as f:
-        gz = f.read(2) == _GZIP_MAGIC
-    return (gzip.open(path, "rb") if gz else path.open("rb")), gz
+    try:
+        with path.open("rb") as f:
+            gz = f.read(2) == _GZIP_MAGIC
+        return (gzip.open(path, "rb") if gz else path.open("rb")), gz
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 def _read_exactly(stream: BinaryIO, n: int, path: Path) -> bytes:
