@@ -21,6 +21,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Tailor neural networks to the hardware that runs them.",
 )
+
+
+def _seed_option(value: int) -> int:
+    """Every --seed goes through the one check (nntailor.seeds) before any work starts."""
+    from nntailor.seeds import check_seed
+
+    return check_seed(value, "--seed")
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     """--debug is read by main() wherever it stands on the line; declared here for --help."""
@@ -57,7 +66,7 @@ def analyze(
     if io not in ("int8", "float"):
         raise UserError(f"--io {io!r}: valid types are int8, float")
     tgt = load_target(target)  # a bad target fails before the model is built
-    shape = parse_shape(input_shape) if input_shape else None
+    shape = parse_shape(input_shape) if input_shape is not None else None  # '' is an error, not the default
     loaded = load_model(model)
     shape = shape or loaded.input_shape
     if shape is None:
@@ -86,7 +95,7 @@ def compress(
     bits: int | None = typer.Option(
         None, "--bits", help="Width to price layers nothing quantized at (default: as the model has them, float 32)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", callback=_seed_option),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Compress MODEL by a recipe; write the model (safetensors), a JSON and a before/after table."""
@@ -159,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _fail(exc.format_message().splitlines()[0])
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort as exc:
+        # click turns an EOFError into Abort too (meant for a prompt at end of input): anything but Ctrl-C is
+        # a failure of its own, reported as itself, never as "interrupted"
+        if exc.__cause__ is not None and not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise exc.__cause__ from None
+        return _interrupted()
+    except KeyboardInterrupt:
         return _interrupted()
     if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130) itself (typer.core._main), silently
         return _interrupted()

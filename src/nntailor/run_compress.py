@@ -22,6 +22,7 @@ from nntailor.cost.report import check_bits
 from nntailor.data import Datasets
 from nntailor.errors import UserError
 from nntailor.graph import capture
+from nntailor.models import check_trainable
 from nntailor.run_manifest import manifest, prepare_resume
 from nntailor.targets import Target
 from nntailor.train import evaluate
@@ -56,6 +57,7 @@ def measure(model: nn.Module, datasets: Datasets, target: Target, bits: int | No
 
 
 def _check_classes(model: nn.Module, datasets: Datasets) -> None:
+    check_trainable(model, type(model).__name__)
     graph = capture(model, datasets.input_shape)
     outputs = [graph.layer(n).output_shape for n in graph.output_names if n in {lay.name for lay in graph.layers}]
     if outputs and outputs[0][-1] != datasets.num_classes:

@@ -15,6 +15,7 @@ from torch.utils.data import TensorDataset
 
 from nntailor.data.formats import read_cifar10_bin, read_idx
 from nntailor.errors import UserError
+from nntailor.seeds import check_seed
 
 BUNDLED = ("digits", "mnist")
 
@@ -76,11 +77,21 @@ def mnist_idx(root: str | Path) -> Datasets:
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(_find(root, (f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte")))
-        labels = read_idx(_find(root, (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte")))
+        labels_file = _find(root, (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"))
+        labels = read_idx(labels_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise UserError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+        check_labels(labels, 10, labels_file)
         parts[split] = _tensors(images[:, None], labels, 255.0)
     return Datasets("mnist", parts["train"], parts["test"], (1, 1, *images.shape[1:]), 10)
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str | Path) -> None:
+    """Class ids must index the model's logits: one outside ``0..num_classes-1`` would fail mid-training."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise UserError(f"{where}: label {int(labels[i])} at index {i} is outside 0..{num_classes - 1}")
 
 
 def cifar10(root: str | Path) -> Datasets:
@@ -99,6 +110,7 @@ def cifar10(root: str | Path) -> Datasets:
 
 def load_dataset(spec: str, seed: int = 0) -> Datasets:
     """``digits``, ``mnist`` (bundled 5k), ``mnist:DIR`` (IDX files), ``cifar10:DIR``, or a DIR holding either."""
+    check_seed(seed)
     kind, _, where = spec.partition(":")
     if not where:
         if spec == "digits":

@@ -9,43 +9,88 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from nntailor.errors import UserError
 
 CIFAR_RECORD = 1 + 3 * 32 * 32
+# The largest IDX or CIFAR file we read: EMNIST ByClass, the biggest IDX set in use, holds 547 MB of
+# training images; a header promising more is a corrupt file (or a decompression bomb).
+MAX_DATA_BYTES = 1 << 30
+# CIFAR-10 has no header to check first: a file may hold at most the whole set (60,000 records) in one batch.
+MAX_CIFAR_BYTES = 60_000 * CIFAR_RECORD
+# Deflate cannot compress better than 1032:1 (zlib's technical notes: a 258-byte match per 2 bits at
+# best), so a gzip file of n bytes holds at most ~1032 n bytes: a header promising more is a lie.
+MAX_DEFLATE_RATIO = 1032
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read(path: Path) -> bytes:
-    raw = path.read_bytes()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+def _open(path: Path) -> tuple[BinaryIO, bool]:
+    """The file as a stream of its (decompressed) bytes, and whether it is gzipped. Nothing is read ahead:
+    the caller reads a header, checks it, then reads exactly what it promises."""
+    try:
+        with path.open("rb") as f:
+            gz = f.read(2) == _GZIP_MAGIC
+        return (gzip.open(path, "rb") if gz else path.open("rb")), gz
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror or err}") from None
+
+
+def _read_exactly(stream: BinaryIO, n: int, path: Path) -> bytes:
+    """``n`` bytes, with gzip's errors (a cut-off download, a corrupt stream) as one line naming the file."""
+    try:
+        return stream.read(n)
+    except EOFError:
+        raise UserError(f"{path}: truncated gzip file") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise UserError(f"{path}: corrupt gzip file: {err}") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
-    data = _read(path)
-    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    if ndim not in (1, 3):
-        raise UserError(f"{path}: IDX with {ndim} dimensions; expected 1 (labels) or 3 (images)")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path}: IDX header is truncated")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims))
-    if len(data) - header != expected:
-        raise UserError(f"{path}: IDX header says {dims} = {expected} bytes, file has {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    stream, gz = _open(path)
+    with stream:
+        data = _read_exactly(stream, 4, path)
+        if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+            raise UserError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+        ndim = data[3]
+        if ndim not in (1, 3):
+            raise UserError(f"{path}: IDX with {ndim} dimensions; expected 1 (labels) or 3 (images)")
+        header = 4 + 4 * ndim
+        raw_dims = _read_exactly(stream, 4 * ndim, path)
+        if len(raw_dims) < 4 * ndim:
+            raise UserError(f"{path}: IDX header is truncated")
+        dims = struct.unpack(f">{ndim}I", raw_dims)
+        expected = math.prod(dims)
+        on_disk = path.stat().st_size
+        holds = on_disk * MAX_DEFLATE_RATIO if gz else on_disk - header
+        if expected > MAX_DATA_BYTES or expected > holds:
+            limit = f"a {on_disk:,}-byte gzip file holds at most ~{holds:,}" if gz else f"the file has {holds:,}"
+            if expected > MAX_DATA_BYTES:
+                limit = f"the most we read is {MAX_DATA_BYTES:,}"
+            raise UserError(f"{path}: IDX header says {dims} = {expected:,} bytes; {limit}")
+        data = _read_exactly(stream, expected, path)
+        extra = len(_read_exactly(stream, 1, path))
+    if len(data) != expected or extra:
+        has = f"{len(data):,}" if not extra else f"more than {expected:,}"
+        raise UserError(f"{path}: IDX header says {dims} = {expected:,} bytes, file has {has}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def read_cifar10_bin(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 N x 3 x 32 x 32, labels int64 N)."""
     path = Path(path)
-    data = _read(path)
+    stream, _ = _open(path)
+    with stream:  # no header: read at most the cap, never the whole of a bomb
+        data = _read_exactly(stream, MAX_CIFAR_BYTES + 1, path)
+    if len(data) > MAX_CIFAR_BYTES:
+        raise UserError(f"{path}: more than {MAX_CIFAR_BYTES:,} bytes, all 60,000 CIFAR-10 images; not one batch")
     if data[:1] == b"\x80":
         raise UserError(f"{path}: this is the pickled CIFAR-10 'python version'; use the binary version (*.bin)")
     if not data or len(data) % CIFAR_RECORD:

@@ -25,6 +25,7 @@ from nntailor.graph.ops import (
 )
 from nntailor.graph.shapes import SAME_SHAPE_KINDS, module_output_shape
 from nntailor.graph.types import Graph, Layer, Shape
+from nntailor.hostmem import human
 
 _MODULE_ATTRS = frozenset({
     "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
@@ -93,6 +94,8 @@ def trace(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
         model = nn.Sequential(model)  # a bare layer is a leaf: give it a parent to be called from
     try:
         graph = _Tracer().trace(model)
+    except RecursionError:  # fx recurses once per module level (and per Python call inside each)
+        raise UserError(f"model nested too deep for torch.fx: {name} exceeds Python's recursion limit") from None
     except Exception as exc:  # fx raises many types for untraceable Python
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
@@ -148,8 +151,10 @@ def _call_real(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any
     return getattr(args[0], str(node.target))(*args[1:], **kwargs)
 
 
-def _run(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], meta: bool) -> dict[fx.Node, Any]:
-    env: dict[fx.Node, Any] = {}
+def _run(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], meta: bool,
+         env: dict[fx.Node, Any] | None = None) -> dict[fx.Node, Any]:
+    """Every node's value; ``env`` (when given) is filled in place, so a caller sees how far a failed run got."""
+    env = {} if env is None else env
     feed = iter(inputs)
     call = _call_meta if meta else _call_real
     with torch.no_grad():
@@ -165,22 +170,67 @@ def _run(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], meta: boo
     return env
 
 
+# A real forward is the fallback for ops without a meta kernel; above this it would cost more memory than a
+# shape check is worth (ResNet-8 at 4000x4000 needs 13.5 GB), and the meta pass's error is reported instead.
+MAX_REAL_FORWARD_BYTES = 256 << 20
+
+
+def _real_forward_bytes(graph: fx.Graph, env: dict[fx.Node, Any], inputs: list[torch.Tensor]) -> int:
+    """Memory of a real forward, estimated from a meta pass that stopped part-way: ``_run`` keeps every value
+    alive, so it is the sum of all outputs; the nodes the meta pass did not reach are priced at the largest
+    tensor it saw (an input included)."""
+    seen = [t for value in env.values() for t in _tensors(value)] + list(inputs)
+    done = sum(t.numel() * t.element_size() for t in seen)
+    largest = max(t.numel() * t.element_size() for t in seen)
+    remaining = sum(1 for n in graph.nodes if n not in env and n.op not in ("placeholder", "output"))
+    return done + remaining * largest
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _failed_at(root: nn.Module, graph: fx.Graph, env: dict[fx.Node, Any]) -> str:
+    """The node a meta pass stopped at, with what it was given: meta kernels' messages are terse ("Invalid
+    channel dimensions"), so the layer and its input shapes say what did not fit."""
+    node = next((n for n in graph.nodes if n not in env and n.op != "output"), None)
+    if node is None:
+        return ""
+    if node.op == "call_module":
+        module = root.get_submodule(str(node.target))
+        text = repr(module)
+        what = f"{node.target} {text if chr(10) not in text else type(module).__name__}"
+    else:
+        what = node.name
+    given = [tuple(t.shape) for a in _arg_nodes((node.args, node.kwargs)) for t in _tensors(env.get(a))]
+    return f"at {what} on {', '.join(map(str, given)) or 'no tensor'}: "
+
+
 def _propagate(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], name: str) -> dict[fx.Node, Any]:
     """Shapes on meta tensors; if that fails, one real forward on zeros, in eval mode (so BN statistics and
-    other buffers are not touched) and with every module's train/eval flag restored afterwards."""
-    try:
-        return _run(root, graph, inputs, meta=True)
-    except Exception:
-        pass  # an op without a meta kernel or a shape rule we got wrong: one real forward on zeros decides
-    modes = {m: m.training for m in root.modules()}
+    other buffers are not touched) and with every module's train/eval flag restored afterwards, when that
+    forward is small enough (``MAX_REAL_FORWARD_BYTES``); else the meta pass's error is the answer."""
+    env: dict[fx.Node, Any] = {}
     shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+    try:
+        return _run(root, graph, inputs, meta=True, env=env)
+    except RecursionError:
+        raise UserError(f"model nested too deep for torch.fx: {name} exceeds Python's recursion limit") from None
+    except Exception as exc:  # an op without a meta kernel or a shape rule we got wrong: a real forward decides
+        needed = _real_forward_bytes(graph, env, inputs)
+        if needed > MAX_REAL_FORWARD_BYTES:
+            where = _failed_at(root, graph, env)
+            raise UserError(
+                f"{name} does not run on input shape {shapes}: {where}{_first_line(exc)} "
+                f"(checked on the meta device; a real forward would need ~{human(needed)})"
+            ) from exc
+    modes = {m: m.training for m in root.modules()}
     try:
         real = [torch.zeros(t.shape, dtype=t.dtype) for t in inputs]
         root.eval()
         return _run(root, graph, real, meta=False)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{name} does not run on input shape {shapes}: {first}") from exc
+        raise UserError(f"{name} does not run on input shape {shapes}: {_first_line(exc)}") from exc
     finally:
         for module, training in modes.items():
             module.training = training

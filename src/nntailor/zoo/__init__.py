@@ -19,11 +19,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from nntailor.errors import UserError
+from nntailor.hostmem import check_param_bytes
 from nntailor.zoo import classic, lenet, mobilenet, resnet, shift, shufflenet, squeezenet, tiny
-from nntailor.zoo._common import positive_float, positive_int
+from nntailor.zoo._common import check_num_classes, check_resolution, check_width
 
 __all__ = ["get", "input_shape", "names", "parse_spec"]
 
@@ -62,10 +64,10 @@ _REGISTRY: dict[str, _Entry] = {
 }
 
 # Value checks for options, run by input_shape() too (the factories check again when they build).
-_CHECKS: dict[str, Callable[[str, object], object]] = {
-    "num_classes": positive_int,
-    "width": positive_float,
-    "resolution": positive_int,
+_CHECKS: dict[str, Callable[[object], object]] = {
+    "num_classes": check_num_classes,
+    "width": check_width,
+    "resolution": check_resolution,
 }
 
 
@@ -85,16 +87,29 @@ def _lookup(name: str, options: dict[str, object]) -> _Entry:
             raise UserError(f"unknown option {key!r} for zoo model {name!r}; valid options: {listed}")
         check = _CHECKS.get(key)
         if check is not None:
-            check(key, value)
+            check(value)
     return entry
+
+
+def param_bytes(name: str, **options: object) -> int:
+    """Bytes of the parameters and buffers of zoo model ``name``, from a build on the meta device (shapes
+    only: no memory is allocated and no initializer runs)."""
+    entry = _lookup(name, options)
+    with torch.device("meta"):
+        model = entry.factory(**options)
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def get(name: str, **options: object) -> nn.Module:
     """Build zoo model ``name`` (untrained weights) with ``options`` as factory keyword arguments.
 
-    The model is returned in ``eval()`` mode.
+    The model is returned in ``eval()`` mode. One that could not be held in memory is refused before it
+    is built (:func:`param_bytes`).
     """
     entry = _lookup(name, options)
+    spec = "&".join(f"{k}={v}" for k, v in options.items())
+    check_param_bytes(param_bytes(name, **options), f"zoo:{name}" + (f"?{spec}" if spec else ""))
     return entry.factory(**options).eval()
 
 
@@ -106,7 +121,7 @@ def input_shape(name: str, **options: object) -> tuple[int, ...]:
     entry = _lookup(name, options)
     shape = entry.input_shape
     if "resolution" in options:
-        r = positive_int("resolution", options["resolution"])
+        r = check_resolution(options["resolution"])
         shape = (*shape[:-2], r, r)
     return shape
 

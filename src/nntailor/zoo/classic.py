@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 # --------------------------------------------------------------------------------------------- AlexNet
 
@@ -171,12 +171,12 @@ class GoogLeNet(nn.Module):
 
 
 def alexnet(num_classes: int = 1000) -> AlexNet:
-    return AlexNet(positive_int("num_classes", num_classes))
+    return AlexNet(check_num_classes(num_classes))
 
 
 def vgg16(num_classes: int = 1000) -> VGG:
-    return VGG(_VGG16_CFG, positive_int("num_classes", num_classes))
+    return VGG(_VGG16_CFG, check_num_classes(num_classes))
 
 
 def googlenet(num_classes: int = 1000) -> GoogLeNet:
-    return GoogLeNet(positive_int("num_classes", num_classes))
+    return GoogLeNet(check_num_classes(num_classes))

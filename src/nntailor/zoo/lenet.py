@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 class LeNet300(nn.Module):
@@ -52,8 +52,8 @@ class LeNet5(nn.Module):
 
 
 def lenet300(num_classes: int = 10) -> LeNet300:
-    return LeNet300(positive_int("num_classes", num_classes))
+    return LeNet300(check_num_classes(num_classes))
 
 
 def lenet5(num_classes: int = 10) -> LeNet5:
-    return LeNet5(positive_int("num_classes", num_classes))
+    return LeNet5(check_num_classes(num_classes))

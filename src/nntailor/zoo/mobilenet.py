@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_float, positive_int
+from nntailor.zoo._common import check_num_classes, check_resolution, check_width
 
 
 class ConvBNAct(nn.Sequential):
@@ -145,9 +145,9 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v1(num_classes: int = 1000, width: float = 1.0, resolution: int = 224) -> MobileNetV1:
-    return MobileNetV1(positive_int("num_classes", num_classes), positive_float("width", width),
-                       positive_int("resolution", resolution))
+    return MobileNetV1(check_num_classes(num_classes), check_width(width),
+                       check_resolution(resolution))
 
 
 def mobilenet_v2(num_classes: int = 1000) -> MobileNetV2:
-    return MobileNetV2(positive_int("num_classes", num_classes))
+    return MobileNetV2(check_num_classes(num_classes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -107,14 +107,14 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes: int = 1000) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], positive_int("num_classes", num_classes))
+    return ResNet(BasicBlock, [2, 2, 2, 2], check_num_classes(num_classes))
 
 
 def resnet50(num_classes: int = 1000) -> ResNet:
     """ResNet-50 v1.5 (torchvision): stride 2 on the bottleneck's 3x3 conv."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], positive_int("num_classes", num_classes))
+    return ResNet(Bottleneck, [3, 4, 6, 3], check_num_classes(num_classes))
 
 
 def resnet50_v1(num_classes: int = 1000) -> ResNet:
     """ResNet-50 v1 (He et al. 2016): stride 2 on the bottleneck's first 1x1 conv."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], positive_int("num_classes", num_classes), stride_in_1x1=True)
+    return ResNet(Bottleneck, [3, 4, 6, 3], check_num_classes(num_classes), stride_in_1x1=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 class Shift(nn.Module):
@@ -133,4 +133,4 @@ class ShiftNet(nn.Module):
 
 
 def shiftnet(num_classes: int = 10) -> ShiftNet:
-    return ShiftNet(positive_int("num_classes", num_classes))
+    return ShiftNet(check_num_classes(num_classes))

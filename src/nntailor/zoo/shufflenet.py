@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -107,4 +107,4 @@ class ShuffleNetV2(nn.Module):
 
 def shufflenet_v2(num_classes: int = 1000) -> ShuffleNetV2:
     """ShuffleNet v2 1.0x: repeats 4/8/4, channels 24/116/232/464/1024."""
-    return ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], positive_int("num_classes", num_classes))
+    return ShuffleNetV2([4, 8, 4], [24, 116, 232, 464, 1024], check_num_classes(num_classes))

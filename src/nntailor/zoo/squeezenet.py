@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 class Fire(nn.Module):
@@ -79,8 +79,8 @@ class SqueezeNet(nn.Module):
 
 
 def squeezenet1_0(num_classes: int = 1000) -> SqueezeNet:
-    return SqueezeNet("1_0", positive_int("num_classes", num_classes))
+    return SqueezeNet("1_0", check_num_classes(num_classes))
 
 
 def squeezenet1_1(num_classes: int = 1000) -> SqueezeNet:
-    return SqueezeNet("1_1", positive_int("num_classes", num_classes))
+    return SqueezeNet("1_1", check_num_classes(num_classes))

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-from nntailor.zoo._common import positive_int
+from nntailor.zoo._common import check_num_classes
 
 
 def _conv_bn_relu(conv: nn.Conv2d, pad: nn.ZeroPad2d | None = None) -> nn.Sequential:
@@ -199,15 +199,15 @@ class ADAutoencoder(nn.Module):
 
 
 def ds_cnn(num_classes: int = 12) -> DSCNN:
-    return DSCNN(positive_int("num_classes", num_classes))
+    return DSCNN(check_num_classes(num_classes))
 
 
 def resnet8(num_classes: int = 10) -> ResNet8:
-    return ResNet8(positive_int("num_classes", num_classes))
+    return ResNet8(check_num_classes(num_classes))
 
 
 def vww_mobilenet(num_classes: int = 2) -> VWWMobileNet:
-    return VWWMobileNet(positive_int("num_classes", num_classes))
+    return VWWMobileNet(check_num_classes(num_classes))
 
 
 def ad_autoencoder() -> ADAutoencoder:
