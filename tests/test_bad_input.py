@@ -391,3 +391,27 @@ def test_unreadable_files_are_one_line(tmp_path, monkeypatch):
         read_yaml(path, "target")
     with pytest.raises(UserError, match="x.yaml: cannot read: Permission denied"):
         read_idx(path)
+
+
+def test_seeds_inside_a_recipe_are_range_checked(tmp_path):
+    # numpy's RandomState (KMeans, tensorly) takes 0..2**32-1; a recipe seed outside fails at the step otherwise
+    from nntailor.compress.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("steps:\n  - {step: cluster, bits: 4, seed: -1}\n")
+    with pytest.raises(UserError, match=r"step 1 \(cluster\): seed: Input should be greater than or equal to 0"):
+        load_recipe(path)
+    path.write_text(f"steps:\n  - {{step: low_rank, seed: {2**40}}}\n")
+    with pytest.raises(UserError, match=r"step 1 \(low_rank\): seed: Input should be less than or equal to 4294967295"):
+        load_recipe(path)
+
+
+def test_a_structure_as_step_name_is_shown_short(tmp_path):
+    from nntailor.compress.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("steps:\n  - step: [" + ", ".join(["x" * 20] * 500) + "]\n")
+    with pytest.raises(UserError) as err:
+        load_recipe(path)
+    message = str(err.value)
+    assert "unknown step ['xxxxxxxx" in message and "... (list)" in message and len(message) < 400

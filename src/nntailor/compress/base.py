@@ -84,19 +84,27 @@ def steps() -> list[str]:
     return sorted(_STEPS)
 
 
+def _short(value: object, limit: int = 60) -> str:
+    """A value as an error message can show it: a step name that is really a 100,000-node structure stays one
+    readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({type(value).__name__})"
+
+
 def config_from_dict(data: dict[str, Any], where: str = "recipe step") -> CompressConfig:
     """A recipe step as written in YAML -> its validated config, with field-level errors."""
     if not isinstance(data, dict) or "step" not in data:
         raise UserError(f"{where}: each step needs a 'step' name; valid: {', '.join(steps())}")
-    config_type = _STEPS.get(str(data["step"]))
+    name = data["step"]
+    config_type = _STEPS.get(name) if isinstance(name, str) else None
     if config_type is None:
-        raise UserError(f"{where}: unknown step {data['step']!r}; valid: {', '.join(steps())}")
+        raise UserError(f"{where}: unknown step {_short(name)}; valid: {', '.join(steps())}")
     try:
         return config_type.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"{where} ({data['step']}): {field}: {first['msg']}") from None
+        raise UserError(f"{where} ({name}): {field}: {first['msg']}") from None
 
 
 def walk(

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 
 from nntailor.compress.base import CompressConfig, register
 from nntailor.compress.prune import prunable_layers
+from nntailor.seeds import MAX_SEED
 from nntailor.train import TrainHook
 
 
@@ -28,7 +29,7 @@ class ClusterConfig(CompressConfig):
     init: Literal["linear", "random", "density"] = "linear"
     layers: list[str] | None = None  # fnmatch patterns of module paths
     exclude: list[str] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)  # numpy / scikit-learn seeds
 
     @field_validator("bits")
     @classmethod

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from nntailor.compress.base import CompressConfig, register, walk
 from nntailor.errors import UserError
+from nntailor.seeds import MAX_SEED
 
 
 class LowRankConfig(CompressConfig):
@@ -30,7 +31,7 @@ class LowRankConfig(CompressConfig):
     macs_ratio: float | None = Field(default=None, gt=0, lt=1)  # or: factorized MACs <= ratio x original
     layers: list[str] | None = None  # fnmatch patterns; default every linear and ungrouped 2-D conv
     exclude: list[str] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)  # numpy / scikit-learn seeds
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankConfig:
