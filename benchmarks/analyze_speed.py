@@ -4,24 +4,36 @@ What it measures, on ResNet-50 (v1.5), MobileNetV2 and VGG-16 at input (1, 3, 22
 
 * the count each tool gives, next to the published MACs (conv/linear/matmul only, no bias or BN) and,
   where known, the figure each tool is known to give, so a reader can see every tool reproduce its number;
-* the wall time of each tool (``time.perf_counter``): one warm-up call, then the median of ``--reps``
-  repetitions. Tools are interleaved within each repetition (and their order rotated) so that machine
-  noise hits all of them alike. Speed-ups are ratios against fvcore (``fvcore_time / tool_time``;
-  above 1 means faster than fvcore); absolute times are printed too but are noisy on a shared machine.
+* the time of each tool, measured the same way for all of them:
 
-nntailor is timed twice: ``nntailor.analyze(model, shape, "stm32l476")`` (capture + cost + arena plan, the
-row its count comes from) and ``nntailor.capture(model, shape)`` alone (timing only).
-Each tool is called the way its documentation shows, without an extra ``torch.no_grad()``; thop gets a
-fresh deep copy of the model per call (it leaves buffers behind), made outside the timed region.
+  - one torch thread (``torch.set_num_threads(1)``), so no tool gains or loses from intra-op threads;
+  - every tool warmed up first (``WARMUP`` untimed calls per tool and model: imports, dispatch tables and
+    any caches a tool keeps are in the state a second call sees);
+  - interleaved: each repetition runs every tool once, round-robin, the order rotated from one repetition
+    to the next, so machine noise hits all tools alike;
+  - the median of ``--reps`` (at least 7) repetitions, wall time (``time.perf_counter``) and, beside it,
+    CPU time of the process (``time.process_time``), which time spent waiting for a core on a shared
+    machine does not inflate.
 
-The goal in our issue: nntailor counts exactly the published MACs and is at least 5x faster than fvcore.
+  Speed-ups are ratios against fvcore (``fvcore_time / tool_time``; above 1 means faster than fvcore).
+
+nntailor is timed three ways: ``nntailor.analyze(model, shape, "stm32l476")`` on the model it has seen before
+(capture + cost + arena plan; the fx trace and the non-zero counts are reused while the model is unchanged,
+the row its count and the goal come from), the same call on a fresh deep copy that no cache knows ("cold"),
+and ``nntailor.capture(model, shape)`` alone (timing only).
+Each tool is called the way its documentation shows, without an extra ``torch.no_grad()``. thop, ptflops and the
+cold row get a fresh deep copy of the model per call, made outside the timed region: thop leaves buffers behind,
+ptflops' aten backend four forward hooks per call (they would slow every later forward and trace of the model).
+
+The goal in our issue: nntailor counts exactly the published MACs and is at least 5x faster than fvcore on
+each of the three models, at one thread.
 
 Run from the repository root::
 
-    python benchmarks/analyze_speed.py            # 5 repetitions
-    python benchmarks/analyze_speed.py --reps 11 --threads 1   # one torch thread: steadier on a busy machine
+    python benchmarks/analyze_speed.py            # 9 repetitions
+    python benchmarks/analyze_speed.py --reps 15
 
-Results go to ``benchmarks/results/analyze_speed.json`` (written atomically).
+Results go to ``benchmarks/results/analyze_speed.json`` (written atomically), the method with them.
 """
 
 from __future__ import annotations
@@ -60,6 +72,9 @@ MODELS: tuple[str, ...] = ("resnet50", "mobilenet_v2", "vgg16")
 INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 224, 224)
 TARGET = "stm32l476"
 GOAL_SPEEDUP = 5.0
+THREADS = 1
+WARMUP = 2
+MIN_REPS = 7
 RESULTS = Path(__file__).resolve().parent / "results" / "analyze_speed.json"
 
 # Published MACs: conv / linear / matmul multiply-accumulates only (no bias, no BN).
@@ -151,9 +166,10 @@ class Tool:
 
 TOOLS: tuple[Tool, ...] = (
     Tool("nntailor", _same, run_nntailor),
+    Tool("nntailor (cold)", _deepcopy, run_nntailor),
     Tool("nntailor.capture", _same, run_capture, counts=False),
     Tool("fvcore", _same, run_fvcore),
-    Tool("ptflops", _same, run_ptflops),
+    Tool("ptflops", _deepcopy, run_ptflops),
     Tool("thop", _deepcopy, run_thop),
 )
 
@@ -161,41 +177,48 @@ TOOLS: tuple[Tool, ...] = (
 @dataclass
 class Measure:
     count: int | None = None
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # wall seconds
+    cpu_times: list[float] = field(default_factory=list)  # CPU seconds of this process
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_times)
 
-def call(tool: Tool, model: nn.Module, x: torch.Tensor) -> tuple[int | None, float]:
-    """One call of ``tool``: untimed preparation and collection, timed run."""
+
+def call(tool: Tool, model: nn.Module, x: torch.Tensor) -> tuple[int | None, float, float]:
+    """One call of ``tool``: untimed preparation and collection, timed run (wall and CPU seconds)."""
     subject = tool.prepare(model)
     gc.collect()
     with quiet():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         count = tool.run(subject, x)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     del subject
-    return count, elapsed
+    return count, elapsed, cpu
 
 
 def measure(models: dict[str, nn.Module], reps: int) -> dict[str, dict[str, Measure]]:
     torch.manual_seed(0)
     inputs = {name: torch.randn(INPUT_SHAPE) for name in models}
     results: dict[str, dict[str, Measure]] = {name: {t.name: Measure() for t in TOOLS} for name in models}
-    for name, model in models.items():  # warm-up; the counts come from here
-        for tool in TOOLS:
-            count, _ = call(tool, model, inputs[name])
-            results[name][tool.name].count = count
+    for name, model in models.items():  # warm-up, every tool; the counts come from here
+        for _ in range(WARMUP):
+            for tool in TOOLS:
+                count, _, _ = call(tool, model, inputs[name])
+                results[name][tool.name].count = count
     for rep in range(reps):
         order = TOOLS[rep % len(TOOLS) :] + TOOLS[: rep % len(TOOLS)]  # rotate: no tool always goes first
         for name, model in models.items():
             for tool in order:
-                count, elapsed = call(tool, model, inputs[name])
+                count, elapsed, cpu = call(tool, model, inputs[name])
                 if tool.counts and count != results[name][tool.name].count:
                     raise RuntimeError(f"{tool.name} gave {results[name][tool.name].count} then {count} on {name}")
                 results[name][tool.name].times.append(elapsed)
+                results[name][tool.name].cpu_times.append(cpu)
         print(f"repetition {rep + 1}/{reps} done", file=sys.stderr)
     return results
 
@@ -214,12 +237,25 @@ def fmt_diff(count: int | None, reference: int | None) -> str:
     return "exact" if diff == 0 else f"{diff:+,} ({diff / reference:+.2%})"
 
 
+METHOD = {
+    "torch_threads": THREADS,
+    "warmup_calls_per_tool": WARMUP,
+    "order": "interleaved: every tool once per repetition, round-robin, order rotated each repetition",
+    "statistic": "median over repetitions",
+    "clock": "time.perf_counter (wall); time.process_time (CPU of this process) beside it",
+    "speedup": "fvcore median / tool median",
+    "untimed": "gc.collect() before each call; deep copies for thop, ptflops and the cold nntailor row",
+}
+
+
 def to_json(results: dict[str, dict[str, Measure]], reps: int) -> dict[str, Any]:
     models: dict[str, Any] = {}
     speedups: dict[str, float] = {}
+    cpu_speedups: dict[str, float] = {}
+    cold_speedups: dict[str, float] = {}
     exact: dict[str, bool] = {}
     for name, by_tool in results.items():
-        fv = by_tool["fvcore"].median
+        fv, fv_cpu = by_tool["fvcore"].median, by_tool["fvcore"].cpu_median
         models[name] = {}
         for tool, m in by_tool.items():
             own = PUBLISHED_BY_TOOL.get(name, {}).get(tool)
@@ -227,19 +263,25 @@ def to_json(results: dict[str, dict[str, Measure]], reps: int) -> dict[str, Any]
                 "count": m.count,
                 "median_s": m.median,
                 "times_s": m.times,
+                "cpu_median_s": m.cpu_median,
+                "cpu_times_s": m.cpu_times,
                 "ratio_vs_fvcore": fv / m.median,
+                "cpu_ratio_vs_fvcore": fv_cpu / m.cpu_median,
                 "diff_vs_published_macs": None if m.count is None else m.count - PUBLISHED_MACS[name],
                 "tool_published": own,
                 "reproduces_tool_published": None if own is None or m.count is None else m.count == own,
             }
         speedups[name] = fv / by_tool["nntailor"].median
+        cpu_speedups[name] = fv_cpu / by_tool["nntailor"].cpu_median
+        cold_speedups[name] = fv / by_tool["nntailor (cold)"].median
         exact[name] = by_tool["nntailor"].count == PUBLISHED_MACS[name]
     min_speedup = min(speedups.values())
     return {
         "benchmark": "analyze_speed",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "reps": reps,
-        "warmup": 1,
+        "warmup": WARMUP,
+        "method": METHOD,
         "input_shape": list(INPUT_SHAPE),
         "target": TARGET,
         "machine": {
@@ -256,6 +298,8 @@ def to_json(results: dict[str, dict[str, Measure]], reps: int) -> dict[str, Any]
             "min_speedup_required": GOAL_SPEEDUP,
             "speedup_vs_fvcore": speedups,
             "min_speedup": min_speedup,
+            "cpu_speedup_vs_fvcore": cpu_speedups,
+            "cold_speedup_vs_fvcore": cold_speedups,
             "exact_macs": exact,
             "met": min_speedup >= GOAL_SPEEDUP and all(exact.values()),
         },
@@ -263,7 +307,12 @@ def to_json(results: dict[str, dict[str, Measure]], reps: int) -> dict[str, Any]
 
 
 def print_table(data: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"nntailor.analyze vs fvcore / ptflops / thop, input {INPUT_SHAPE}, median of {data['reps']}")
+    m = data["method"]
+    table = Table(
+        title=f"nntailor.analyze vs fvcore / ptflops / thop, input {INPUT_SHAPE}: {m['torch_threads']} torch thread, "
+        f"every tool warmed up ({m['warmup_calls_per_tool']} calls), interleaved round-robin, "
+        f"median of {data['reps']}"
+    )
     for column, justify in (
         ("model", "left"),
         ("tool", "left"),
@@ -271,8 +320,10 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         ("published MACs", "right"),
         ("diff", "right"),
         ("tool's published", "right"),
-        ("median time", "right"),
+        ("median wall", "right"),
         ("speed-up vs fvcore", "right"),
+        ("median CPU", "right"),
+        ("CPU speed-up", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, by_tool in data["models"].items():
@@ -288,6 +339,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
                 own_text,
                 f"{row['median_s'] * 1e3:,.1f} ms",
                 f"{row['ratio_vs_fvcore']:.2f}x",
+                f"{row['cpu_median_s'] * 1e3:,.1f} ms",
+                f"{row['cpu_ratio_vs_fvcore']:.2f}x",
                 end_section=i == len(by_tool) - 1,
             )
     console.print(table)
@@ -309,16 +362,13 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per tool and model (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--reps", type=int, default=9, help=f"timed repetitions per tool and model (default 9, "
+                        f"at least {MIN_REPS})")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     args = parser.parse_args(argv)
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    if args.reps < MIN_REPS:
+        parser.error(f"--reps must be at least {MIN_REPS}: the median of fewer is too noisy to judge a 5x goal")
+    torch.set_num_threads(THREADS)
 
     console = Console()
     if console.width < 172:  # a pipe or a narrow terminal: keep the table's rows on one line each
@@ -332,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
 
     goal = data["goal"]
     slowest = min(goal["speedup_vs_fvcore"], key=goal["speedup_vs_fvcore"].get)
+    ratios = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in goal["speedup_vs_fvcore"].items())
+    cold = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in goal["cold_speedup_vs_fvcore"].items())
+    console.print(f"method: {THREADS} torch thread, every tool warmed up, interleaved round-robin, "
+                  f"median of {args.reps}")
+    console.print(f"speed-up of nntailor.analyze vs fvcore (wall): {ratios}; on a model seen for the first time: "
+                  f"{cold}")
     console.print(
         f"min speed-up of nntailor.analyze vs fvcore: {goal['min_speedup']:.2f}x ({slowest}); "
         f"exact MACs on {sum(goal['exact_macs'].values())}/{len(goal['exact_macs'])} models; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from nntailor.cost.count_like import einsum_macs
 from nntailor.graph.ops import ALIAS_KINDS
@@ -116,9 +117,41 @@ def weight_macs_fraction(layer: Layer) -> float:
     return 1.0 if layer.op in ("conv", "conv_transpose", "linear") and layer.all_weights else 0.0
 
 
+# count_nonzero reads every weight (VGG-16: 138M of them, most of an analysis) although weights rarely change
+# between analyses. The count is kept per tensor, weakly (the model is not kept alive), with what changes
+# whenever its contents can have changed through autograd's view of it: the in-place version counter (in-place
+# ops, under no_grad too, and writes through views or detach(), which share it), and the data pointer, shape,
+# strides and dtype (``.data =`` or ``set_()`` swap the storage). Writes that bypass the version counter (through
+# ``.data[...]``, a numpy view) are not seen: ``clear_count_cache()`` forgets every count.
+_COUNTS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _state(t: torch.Tensor) -> tuple:
+    return t._version, t.data_ptr(), t.shape, t.stride(), t.dtype, t.device
+
+
+def count_nonzero(t: torch.Tensor) -> int:
+    """``torch.count_nonzero(t)``, recounted only when ``t`` may have changed since it was last counted."""
+    try:
+        state = _state(t)
+    except RuntimeError:  # inference-mode tensors have no version counter: nothing to key on
+        return int(torch.count_nonzero(t.detach()))
+    cached = _COUNTS.get(t)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    count = int(torch.count_nonzero(t.detach()))
+    _COUNTS[t] = (state, count)
+    return count
+
+
+def clear_count_cache() -> None:
+    """Forget every cached non-zero count (after writes that bypass the version counter, e.g. via ``.data``)."""
+    _COUNTS.clear()
+
+
 def nonzero_counts(layer: Layer) -> dict[str, int]:
     """Non-zero elements of each parameter the layer reads (owned or shared): counted once per analysis."""
-    return {name: int(torch.count_nonzero(w.detach())) for name, w in layer.all_weights.items()}
+    return {name: count_nonzero(w) for name, w in layer.all_weights.items()}
 
 
 def nonzero_fraction(layer: Layer, counts: dict[str, int] | None = None) -> float:

@@ -9,6 +9,7 @@ the lowest offset where it does not overlap any already placed buffer whose life
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 
 ALIGNMENT = 16
@@ -43,27 +44,44 @@ class GreedyPlanner:
         self.buffers.append(Buffer(name, align(size, self.alignment), first_use, last_use))
         self.offsets_ = None
 
+    def _points(self) -> tuple[list[int], list[range]]:
+        """The distinct first uses, and for each buffer the indices of those inside its lifetime.
+
+        Two lifetimes intersect exactly when the later first use lies inside both, so a buffer needs checking
+        only against those registered at one of the first uses inside its own lifetime: for a chain that is
+        a handful, which keeps planning near-linear instead of scanning every placed buffer."""
+        points = sorted({b.first_use for b in self.buffers})
+        spans = [range(bisect.bisect_left(points, b.first_use), bisect.bisect_right(points, b.last_use))
+                 for b in self.buffers]
+        return points, spans
+
     def plan(self) -> GreedyPlanner:
         # TFLM writes online-planned buffers into its sort array from the tail (idx_from_tail--), then
         # bubble-sorts it stably by size, descending: equal sizes come out in REVERSE insertion order.
         # (REFERENCES.md says insertion order; the planner's source is the authority here.)
         order = sorted(reversed(range(len(self.buffers))), key=lambda i: -self.buffers[i].size)
-        placed: list[Buffer] = []  # kept sorted by offset; equal offsets in placement order, as TFLM's list
-        placed_offsets: list[int] = []
+        points, spans = self._points()
+        live_at: list[list[tuple[int, int, int]]] = [[] for _ in points]  # (offset, rank, end) of placed buffers
         offsets: dict[str, int] = {}
-        for i in order:
+        for rank, i in enumerate(order):
             buf = self.buffers[i]
+            seen: set[int] = set()
+            placed: list[tuple[int, int, int]] = []
+            for k in spans[i]:
+                for entry in live_at[k]:
+                    if entry[1] not in seen:
+                        seen.add(entry[1])
+                        placed.append(entry)
+            # by offset, equal offsets in placement order: TFLM's list of placed buffers, less those not live
+            placed.sort()
             offset = 0
-            for other_offset, other in zip(placed_offsets, placed, strict=True):  # first gap that fits wins
-                if not buf.overlaps_in_time(other):
-                    continue
+            for other_offset, _, other_end in placed:  # first gap that fits wins
                 if offset + buf.size <= other_offset:
                     break
-                offset = max(offset, other_offset + other.size)
+                offset = max(offset, other_end)
             offsets[buf.name] = offset
-            at = bisect.bisect_right(placed_offsets, offset)
-            placed_offsets.insert(at, offset)
-            placed.insert(at, buf)
+            for k in spans[i]:
+                live_at[k].append((offset, rank, offset + buf.size))
         self.offsets_ = offsets
         return self
 
@@ -94,17 +112,22 @@ class GreedyPlanner:
         return best
 
     def check_no_overlap(self) -> None:
-        """Raise if two buffers that are live at the same time share bytes."""
+        """Raise if two buffers that are live at the same time share bytes.
+
+        Buffers live together are all live at the later one's first use; among those live at one step, sorted
+        by offset, an overlap shows between neighbours."""
         offsets = self._offsets()
-        for i, a in enumerate(self.buffers):
-            for b in self.buffers[i + 1:]:
-                if a.size == 0 or b.size == 0 or not a.overlaps_in_time(b):
-                    continue
-                a0, b0 = offsets[a.name], offsets[b.name]
-                if a0 < b0 + b.size and b0 < a0 + a.size:
-                    raise AssertionError(
-                        f"buffers {a.name} [{a0}, {a0 + a.size}) and {b.name} [{b0}, {b0 + b.size}) overlap"
-                    )
+        points, spans = self._points()
+        live_at: list[list[tuple[int, int, Buffer]]] = [[] for _ in points]
+        for buf, span in zip(self.buffers, spans, strict=True):
+            if buf.size:
+                for k in span:
+                    live_at[k].append((offsets[buf.name], offsets[buf.name] + buf.size, buf))
+        for live in live_at:
+            live.sort(key=lambda entry: entry[:2])
+            for (a0, a1, a), (b0, b1, b) in itertools.pairwise(live):
+                if b0 < a1:
+                    raise AssertionError(f"buffers {a.name} [{a0}, {a1}) and {b.name} [{b0}, {b1}) overlap")
 
     def print_plan(self, width: int = 60) -> str:
         """One line per buffer: offset, size, lifetime and a bar of where it sits in the arena."""

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from nntailor.cost import metrics
@@ -320,7 +319,7 @@ def analyze(
         "macs": sum(lc.macs for lc in layers),
         "params": graph.total_params,
         # parameters no layer uses (an unused head) still count, as in ``params``
-        "nz_params": sum(lc.nz_params for lc in layers) + sum(int(torch.count_nonzero(p)) for p in graph.unowned),
+        "nz_params": sum(lc.nz_params for lc in layers) + sum(metrics.count_nonzero(p) for p in graph.unowned),
         "nz_macs": sum(lc.nz_macs for lc in layers),
         "bops": sum(lc.bops for lc in layers),
         "weight_bytes": sum(lc.weight_bytes for lc in layers),

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from nntailor.errors import UserError
 from nntailor.graph.ops import (
@@ -24,6 +25,7 @@ from nntailor.graph.ops import (
     module_kind,
 )
 from nntailor.graph.shapes import SAME_SHAPE_KINDS, module_output_shape
+from nntailor.graph.structure import trace_key
 from nntailor.graph.types import Graph, Layer, Shape
 from nntailor.hostmem import human
 
@@ -81,7 +83,7 @@ def _arg_nodes(args: Any) -> list[fx.Node]:
 def _wants_integer_input(root: nn.Module, placeholder: fx.Node) -> bool:
     """Token ids feed an embedding: such an input must be integer."""
     for user in placeholder.users:
-        if user.op == "call_module" and isinstance(root.get_submodule(str(user.target)), nn.Embedding):
+        if user.op == "call_module" and isinstance(_submodule(root, str(user.target)), nn.Embedding):
             return True
         if user.op == "call_function" and user.target is torch.nn.functional.embedding:
             return True
@@ -104,6 +106,37 @@ def trace(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
     return model, graph
 
 
+_LEAVES = _Tracer()
+# model -> (trace_key, its fx graph), weakly: tracing is most of a capture and analyses repeat on one model
+# (search, compression loops, a benchmark); the key changes whenever the graph fx would build can (structure.py)
+_TRACES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return _LEAVES.is_leaf_module(module, "")
+
+
+def _trace_cached(model: nn.Module, name: str) -> tuple[nn.Module, fx.Graph]:
+    """``trace``, reusing the last graph of this model while the state the trace depends on is unchanged."""
+    if module_kind(model) is not None:
+        return trace(model, name)  # traced inside a fresh wrapper: nothing to reuse
+    cached = _TRACES.get(model)
+    if cached is not None and cached[0] == trace_key(model, _is_leaf):
+        return model, cached[1]
+    root, graph = trace(model, name)
+    _TRACES[model] = (trace_key(model, _is_leaf), graph)  # after tracing: fx may add _tensor_constant attributes
+    return root, graph
+
+
+def _submodule(root: nn.Module, target: str) -> nn.Module:
+    """``root.get_submodule(target)`` for the paths fx gives call_module nodes (always registered children):
+    straight through ``_modules``, without nn.Module.__getattr__ and its isinstance checks at every step."""
+    module = root
+    for part in target.split("."):
+        module = module._modules[part]  # type: ignore[assignment]
+    return module
+
+
 def _fetch(root: nn.Module, target: str) -> Any:
     obj: Any = root
     for part in target.split("."):
@@ -123,7 +156,7 @@ def _call_meta(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any
     """One node on meta tensors: a shape formula where there is one, else meta execution."""
     x = _first_tensor(args)
     if node.op == "call_module":
-        module = root.get_submodule(str(node.target))
+        module = _submodule(root, str(node.target))
         kind = module_kind(module)
         if x is not None:
             shape = module_output_shape(module, kind, tuple(x.shape))
@@ -145,7 +178,7 @@ def _call_meta(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any
 
 def _call_real(root: nn.Module, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     if node.op == "call_module":
-        return root.get_submodule(str(node.target))(*args, **kwargs)
+        return _submodule(root, str(node.target))(*args, **kwargs)
     if node.op == "call_function":
         return node.target(*args, **kwargs)
     return getattr(args[0], str(node.target))(*args[1:], **kwargs)
@@ -268,7 +301,8 @@ def _in_place(root: nn.Module, node: fx.Node) -> bool:
     if node.op == "call_method" and str(node.target).endswith("_"):
         return True
     if node.op == "call_module":
-        return bool(getattr(root.get_submodule(str(node.target)), "inplace", False))
+        module = _submodule(root, str(node.target))  # vars() first: a missing attribute costs an exception
+        return bool(vars(module).get("inplace", getattr(type(module), "inplace", False)))
     return node.op == "call_function" and node.kwargs.get("inplace") is True
 
 
@@ -298,11 +332,13 @@ def capture(
 ) -> Graph:
     """Trace ``model`` and propagate ``input_shape`` (batch included) through it.
 
-    Raises ``UserError`` when the model cannot be traced or does not run on that shape.
+    Raises ``UserError`` when the model cannot be traced or does not run on that shape. The fx trace of a model
+    is reused by later captures while its module tree and the state its forwards read are unchanged
+    (``graph.structure``); shapes, attributes and parameters are read afresh every time.
     """
     name = name or type(model).__name__
     shapes = _as_shapes(input_shape)
-    root, fx_graph = trace(model, name)
+    root, fx_graph = _trace_cached(model, name)
     placeholders = [n for n in fx_graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(shapes):
         raise UserError(f"{name} takes {len(placeholders)} input(s) but {len(shapes)} shape(s) were given")
@@ -367,7 +403,7 @@ def capture(
         module_path = next(reversed(stack.values()))[0] if stack else ""
 
         if node.op == "call_module":
-            module = root.get_submodule(str(node.target))
+            module = _submodule(root, str(node.target))
             kind = module_kind(module) or "other"
             target = type(module).__name__
             module_path = str(node.target)
