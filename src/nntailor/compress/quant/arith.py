@@ -9,8 +9,10 @@ through inside the range (the straight-through estimator of BinaryConnect/QAT).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from nntailor.errors import UserError
@@ -121,3 +123,81 @@ def log2_quant(x: torch.Tensor, spec: QSpec, top: torch.Tensor | None = None, si
     if not signed:  # no code for a negative value: it clips to 0
         q = q.clamp(min=0)
     return x + (q - x).detach()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Integer-only requantization, as TFLite Micro runs it (REFERENCES.md "Integer inference"; TFLM's
+# quantization_util.cc QuantizeMultiplier and gemmlowp's fixed-point SaturatingRoundingDoublingHighMul and
+# RoundingDivideByPOT). numpy on int64 arrays holding int32 values: every step wraps or saturates exactly as the
+# int32 C does, so the deploy reference interpreter and the generated C share one arithmetic.
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 of int64 values (what an int32 accumulator does on overflow)."""
+    x = np.asarray(x, dtype=np.int64)
+    return ((x - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(multiplier M in [2^30, 2^31), shift) with real = M 2^(shift - 31), TFLM's QuantizeMultiplier.
+
+    frexp in double; M = round half away from zero of q 2^31; M = 2^31 halves with shift + 1; a shift below
+    -31 underflows to M = shift = 0 (the product is below one LSB of any int32 accumulator)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(float(real))
+    fixed = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q >= 0 else -1)
+    if fixed == 1 << 31:
+        fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return fixed, shift
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp's SRDHM: the high 32 bits of 2ab, rounded to nearest (ties away from zero); INT32_MIN^2 saturates."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b  # |ab| <= 2^62: exact in int64
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # C's division truncates toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent, rounded to nearest, ties away from zero."""
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int,
+                                     rounding: str = "double") -> np.ndarray:
+    """x real_multiplier in int32 fixed point, TFLM's MultiplyByQuantizedMultiplier.
+
+    "double" (TFLM's default build): SRDHM of x 2^max(shift, 0) (wrapping, as the int32 C shift does), then
+    RDBPOT by max(-shift, 0). "single" (TFLITE_SINGLE_ROUNDING): one 64-bit product, rounded once,
+    (x M + 2^(30 - shift)) >> (31 - shift), the shift clamped to [-31, 30] as its QuantizeMultiplier does."""
+    x = np.asarray(x, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if rounding == "double":
+        left = np.maximum(shift, 0)
+        right = np.maximum(-shift, 0)
+        return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(wrap_int32(x << left), multiplier),
+                                      right)
+    if rounding == "single":
+        big = shift > 30
+        multiplier = np.where(big, INT32_MAX, multiplier)
+        shift = np.where(big, 30, shift)
+        total = 31 - shift
+        result = (x * multiplier + (np.int64(1) << (total - 1))) >> total
+        return np.clip(result, INT32_MIN, INT32_MAX)
+    raise UserError(f"rounding must be 'double' or 'single', got {rounding!r}")
