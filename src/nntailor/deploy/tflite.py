@@ -145,6 +145,20 @@ def run_tflm(buf: bytes, inputs: list[np.ndarray], n_outputs: int = 1,
     return [np.concatenate([s[k] for s in outputs]) for k in range(n_outputs)]
 
 
+def tflm_tensors(buf: bytes, model: IntModel, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every activation tensor TFLM computed for one sample (batch 1), by the IntModel's tensor names: the
+    per-layer check. ``to_tflite`` writes the IntModel's tensors first, in order, so index i is the i-th name."""
+    interpreter = tflm_interpreter(buf, preserve_all=True)
+    for j, x in enumerate(inputs):
+        interpreter.set_input(np.ascontiguousarray(x), j)
+    interpreter.invoke()
+    found = {}
+    for i, name in enumerate(model.tensors):
+        found[name] = np.array(interpreter.GetTensor(i, 0)["tensor_data"]).reshape(
+            (1,) + tuple(model.tensors[name].shape[1:]))
+    return found
+
+
 def tflm_arena(buf: bytes) -> dict[str, int]:
     """TFLM's arena use after one invoke, from ``print_allocations`` (written to the C-level stderr)."""
     interpreter = tflm_interpreter(buf)
