@@ -209,3 +209,12 @@ def test_a_layer_not_at_8_bits_is_refused() -> None:
     model = quantize_model(nn.Sequential(nn.Linear(4, 4)), QuantizeConfig(weight_bits=4), Context(train=data))
     with pytest.raises(UserError, match="layer '0': weights must be int8"):
         build_int_model(model, torch.randn(8, 4), (1, 4))
+
+
+def test_a_bias_beyond_int32_at_its_scale_is_named() -> None:
+    model = nn.Sequential(OrderedDict(fc=nn.Linear(4, 2)))
+    with torch.no_grad():
+        model.fc.weight.fill_(1e-6)
+        model.fc.bias.fill_(1e4)
+    with pytest.raises(UserError, match=r"fc: bias of output channel 0 .* beyond int32"):
+        build_int_model(model, torch.randn(8, 4) * 1e-3, (1, 4))

@@ -161,3 +161,12 @@ def test_rescaling_ops_need_shared_quantization() -> None:
     y = QTensor("y", (1, 2, 2, 1), 0.2, 0)
     with pytest.raises(UserError, match="same scale and zero point"):
         IntModel({"x": x, "y": y}, [IntOp("pool", "maxpool", ["x"], "y")], ["x"], ["y"]).prepare()
+
+
+def test_an_accumulator_that_could_overflow_int32_is_named() -> None:
+    # 70,000 taps of |w| = 127 on inputs 255 away from the zero point: 2.27e9 > 2^31 - 1
+    x, y = QTensor("x", (1, 70000), 0.01, -128), QTensor("y", (1, 1), 1.0, 0)
+    op = IntOp("head.fc", "fully_connected", ["x"], "y", weight=np.full((1, 70000), 127, np.int8),
+               weight_scale=np.array([1e-3], np.float32), bias=np.zeros(1, np.int32))
+    with pytest.raises(UserError, match=r"head.fc: the int32 accumulator of output channel 0 can reach 2266950000"):
+        IntModel({"x": x, "y": y}, [op], ["x"], ["y"]).prepare()

@@ -176,10 +176,16 @@ def _weights(module: nn.Module) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q, scale.numpy().astype(np.float32).reshape(-1), bias
 
 
-def _bias(bias: np.ndarray, s_in: float, scales: np.ndarray) -> np.ndarray:
+def _bias(layer: str, bias: np.ndarray, s_in: float, scales: np.ndarray) -> np.ndarray:
+    """int32 bias at scale s_in s_w[c] (TFLite's convention); a bias that does not fit int32 names its layer."""
     per = np.broadcast_to(scales.astype(np.float64), bias.shape)
     q = np.round(bias / (np.float64(s_in) * per))
-    return np.clip(q, -(1 << 31), (1 << 31) - 1).astype(np.int32)
+    worst = float(np.abs(q).max()) if q.size else 0.0
+    if worst > (1 << 31) - 1:
+        channel = int(np.argmax(np.abs(q)))
+        raise UserError(f"{layer}: bias of output channel {channel} is {worst:.3g} steps of s_in s_w = "
+                        f"{s_in * float(per[channel]):.3g}, beyond int32; the input or weight scale is too small")
+    return q.astype(np.int32)
 
 
 def _lower_mac(lw: _Lowering, layer: Layer, module: nn.Module) -> None:
@@ -415,7 +421,7 @@ def build_int_model(model: nn.Module, calibration: torch.Tensor | np.ndarray | D
     tensors = _tensors(lw, observers)
     for op in lw.ops:
         if op.bias is not None and op.bias.dtype != np.int32:
-            op.bias = _bias(op.bias, tensors[op.inputs[0]].scale, np.asarray(op.weight_scale))
+            op.bias = _bias(op.name, op.bias, tensors[op.inputs[0]].scale, np.asarray(op.weight_scale))
     outputs = [lw.tensor_of[name] for name in lw.graph.output_names]
     return IntModel(tensors, lw.ops, list(graph.input_names), outputs, name=graph.name).prepare()
 

@@ -137,6 +137,7 @@ def prepare_op(op: IntOp, tensors: dict[str, QTensor]) -> None:
             effective = [float(np.float32(s_in) * scales[0]) / out.scale]
         else:  # PopulateConvolutionQuantizationParams / per-channel FC: all in double
             effective = [s_in * float(s) / out.scale for s in scales]
+        _check_accumulator(op, tensors[op.inputs[0]])
         pairs = [quantize_multiplier(e) for e in effective]
         op.multiplier = np.array([m for m, _ in pairs], np.int64)
         op.shift = np.array([s for _, s in pairs], np.int64)
@@ -158,6 +159,22 @@ def prepare_op(op: IntOp, tensors: dict[str, QTensor]) -> None:
                 raise UserError(f"{op.name}: {op.kind} needs input {name!r} and output {op.output!r} at the same "
                                 f"scale and zero point, got ({t.scale}, {t.zero_point}) and "
                                 f"({out.scale}, {out.zero_point})")
+
+
+def _check_accumulator(op: IntOp, x: QTensor) -> None:
+    """The int32 accumulator's worst case, sum |w| max|x - zp| + |bias| per channel, must stay below 2^31 (TFLM
+    accumulates in int32 and a wrap there is undefined behaviour in C): otherwise name the layer."""
+    span = max(INT8_MAX - x.zero_point, x.zero_point - INT8_MIN)
+    w = np.abs(np.asarray(op.weight, np.int64))
+    axes = {"conv": (1, 2, 3), "depthwise": (0, 1, 2), "fully_connected": (1,)}[op.kind]
+    bound = w.sum(axis=axes) * span
+    if op.bias is not None:
+        bound = bound + np.abs(np.asarray(op.bias, np.int64))
+    worst = int(bound.max()) if bound.size else 0
+    if worst > (1 << 31) - 1:
+        channel = int(np.argmax(bound))
+        raise UserError(f"{op.name}: the int32 accumulator of output channel {channel} can reach {worst} > 2^31 - 1; "
+                        "its bias or input range is too large for its weight scale")
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
