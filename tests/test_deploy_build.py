@@ -144,12 +144,12 @@ class _Branches(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([self.pool(self.a(x)), self.avg(self.b(x))], 1)
         z = y * y + y
-        return self.fc(torch.flatten(self.head(z), 1))
+        return self.fc(torch.flatten(self.head(z), 1) + z.mean((2, 3)))
 
 
-def test_concat_mul_add_and_pools_are_bit_exact_against_tflm() -> None:
+def test_concat_mul_add_mean_and_pools_are_bit_exact_against_tflm() -> None:
     int_model, *_ = _check_against_tflm(_Branches().eval(), (1, 3, 8, 8))
-    assert {"concat", "mul", "add", "maxpool", "avgpool"} <= {op.kind for op in int_model.ops}
+    assert {"concat", "mul", "add", "maxpool", "avgpool", "mean"} <= {op.kind for op in int_model.ops}
     cat = next(op for op in int_model.ops if op.kind == "concat")
     scales = {(int_model.tensors[t].scale, int_model.tensors[t].zero_point) for t in cat.inputs + [cat.output]}
     assert len(scales) == 1  # TFLite's int8 concatenation does not rescale: one shared range

@@ -14,7 +14,8 @@ from nntailor.deploy.intmodel import IntModel, IntOp, QTensor, same_padding, val
 from nntailor.deploy.tflite import run_tflm, to_tflite
 from nntailor.errors import UserError
 
-KINDS = ("conv", "depthwise", "fully_connected", "add", "mul", "avgpool", "maxpool", "concat", "pad", "reshape")
+KINDS = ("conv", "depthwise", "fully_connected", "add", "mul", "avgpool", "maxpool", "mean", "concat", "pad",
+         "reshape")
 _ARENA = 1 << 18
 
 
@@ -82,6 +83,16 @@ def random_case(rng: np.random.Generator, kind: str) -> IntModel:
         op = IntOp("layer", kind, inputs, "y", activation, filter=kernel, stride=stride, padding=padding)
         out_shape = (1, oh, ow, c)
         tensors["y"] = _tensor(rng, "y", out_shape, like=x)
+    elif kind == "mean":
+        axes = tuple(sorted({int(a) for a in rng.choice([1, 2, 3], int(rng.integers(1, 4)), replace=False)}))
+        if rng.integers(0, 2):
+            axes = (1, 2)  # global average pooling, the common case
+        keep = bool(rng.integers(0, 2))
+        op = IntOp("layer", kind, inputs, "y", axes=axes, keep_dims=keep)
+        out_shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keep else tuple(
+            d for i, d in enumerate(x.shape) if i not in axes)
+        if rng.integers(0, 4) == 0:
+            tensors["y"] = _tensor(rng, "y", out_shape, like=x)  # same scale and zero point
     elif kind == "concat":
         axis = int(rng.integers(1, 4))
         parts = int(rng.integers(2, 4))

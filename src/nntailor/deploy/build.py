@@ -281,6 +281,20 @@ def _lower_pool(lw: _Lowering, layer: Layer, module: nn.Module | None) -> None:
     lw.ties.append((x, layer.name))
 
 
+def _lower_mean(lw: _Lowering, layer: Layer) -> None:
+    """torch.mean over the spatial axes of an NCHW tensor: TFLite MEAN over NHWC axes 1 and 2."""
+    src, dst = layer.input_shape, layer.output_shape
+    dims = layer.attrs.get("arg1", layer.attrs.get("dim"))
+    dims = (dims,) if isinstance(dims, int) else dims
+    if dims is None and len(src) == 4 and tuple(dst) in ((src[0], src[1], 1, 1), (src[0], src[1])):
+        dims = (2, 3)  # dims given as a keyword list, which the capture does not keep: read from the shapes
+    if len(src) != 4 or dims is None or {int(d) % 4 for d in dims} != {2, 3}:
+        raise lw.unsupported(layer, "only the mean over both spatial axes of an NCHW tensor")
+    x = lw.tensor(layer.inputs[0], layer)
+    op = IntOp(layer.name, "mean", [x], layer.name, axes=(1, 2), keep_dims=len(dst) == 4)
+    lw.emit(op, layer, _nhwc(tuple(dst)))
+
+
 def _lower_layer(lw: _Lowering, layer: Layer) -> None:
     if layer.attrs.get("dead"):
         return
@@ -328,6 +342,8 @@ def _lower_layer(lw: _Lowering, layer: Layer) -> None:
             raise lw.unsupported(layer, f"broadcasting {layer.input_shapes[0]} with {layer.input_shapes[1]}")
         inputs = [lw.tensor(name, layer) for name in layer.inputs]
         lw.emit(IntOp(layer.name, layer.op, inputs, layer.name), layer, _nhwc(layer.output_shape))
+    elif layer.op == "reduce" and layer.target in ("torch.mean", "Tensor.mean"):
+        _lower_mean(lw, layer)
     elif layer.op == "cat":
         rank = len(layer.output_shape)
         dim = layer.attrs.get("dim", layer.attrs.get("arg1", 0))

@@ -21,7 +21,7 @@ from nntailor.errors import UserError
 
 # TFLite builtin ops this IR holds (kind -> what it is)
 OPS = frozenset({
-    "conv", "depthwise", "fully_connected", "add", "mul", "concat", "avgpool", "maxpool", "pad", "reshape",
+    "conv", "depthwise", "fully_connected", "add", "mul", "concat", "avgpool", "maxpool", "mean", "pad", "reshape",
 })
 MAC_OPS = frozenset({"conv", "depthwise", "fully_connected"})
 ACTIVATIONS = ("none", "relu", "relu6")
@@ -66,6 +66,8 @@ class IntOp:
     depth_multiplier: int = 1
     paddings: tuple[tuple[int, int], ...] = ()  # PAD: (before, after) per NHWC axis
     axis: int = -1  # CONCATENATION
+    axes: tuple[int, ...] = ()  # MEAN: reduced NHWC axes
+    keep_dims: bool = False  # MEAN
     # Prepare
     multiplier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -151,6 +153,15 @@ def prepare_op(op: IntOp, tensors: dict[str, QTensor]) -> None:
         s1, s2 = (tensors[name].scale for name in op.inputs)
         m, s = quantize_multiplier(s1 * s2 / out.scale)
         op.multiplier, op.shift = np.array([m], np.int64), np.array([s], np.int64)
+    elif op.kind == "mean":
+        # reduce.cc PrepareMeanOrSum: s_in / s_out in double; QuantizedMeanOrSum then folds 1/n into it:
+        # shift_n = floor(log2 n) (at most 32 and 31 + shift), M' = (M 2^shift_n) / n truncated, shift - shift_n
+        x = tensors[op.inputs[0]]
+        m, s = quantize_multiplier(x.scale / out.scale)
+        n = math.prod(x.shape[a] for a in op.axes)
+        shift_n = min(n.bit_length() - 1, 32, 31 + s)
+        op.multiplier = np.array([(m << shift_n) // n], np.int64)
+        op.shift = np.array([s - shift_n], np.int64)
     elif op.kind in ("concat", "avgpool", "maxpool", "pad", "reshape"):
         # TFLite's int8 kernels for these do not rescale: input and output share scale and zero point
         for name in op.inputs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nntailor.compress.quant.arith import multiply_by_quantized_multiplier, wrap_int32
-from nntailor.deploy.intmodel import IntModel, IntOp, same_padding
+from nntailor.deploy.intmodel import INT8_MAX, INT8_MIN, IntModel, IntOp, same_padding
 from nntailor.errors import UserError
 
 
@@ -140,6 +140,11 @@ def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: 
         return _avgpool(args[0], op)
     if op.kind == "maxpool":
         return _maxpool(args[0], op)
+    if op.kind == "mean":  # reduce.h QuantizedMeanOrSum: int32 sum, minus n zp_in, then the folded multiplier
+        n = int(np.prod([args[0].shape[a] for a in op.axes]))
+        total = args[0].astype(np.int64).sum(axis=op.axes, keepdims=op.keep_dims) - zps[0] * n
+        y = multiply_by_quantized_multiplier(wrap_int32(total), op.multiplier, op.shift, rounding) + out.zero_point
+        return np.clip(y, INT8_MIN, INT8_MAX).astype(np.int8)
     if op.kind == "concat":
         return np.concatenate(args, axis=op.axis)
     if op.kind == "pad":  # TFLM pad.cc: the pad value is the output zero point

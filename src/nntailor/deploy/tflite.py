@@ -63,6 +63,8 @@ def _options(fb, op: IntOp):
     if op.kind == "concat":
         return (fb.BuiltinOperator.CONCATENATION, fb.BuiltinOptions.ConcatenationOptions,
                 fb.ConcatenationOptionsT(axis=op.axis, fusedActivationFunction=act))
+    if op.kind == "mean":
+        return fb.BuiltinOperator.MEAN, fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT(keepDims=op.keep_dims)
     if op.kind == "pad":
         return fb.BuiltinOperator.PAD, fb.BuiltinOptions.PadOptions, fb.PadOptionsT()
     if op.kind == "reshape":
@@ -103,6 +105,9 @@ def to_tflite(model: IntModel) -> bytes:
             paddings = np.array(op.paddings, np.int32).reshape(-1, 2)
             inputs.append(me.Tensor(shape=paddings.shape, dtype=fb.TensorType.INT32, name=f"{op.name}/paddings",
                                     data=paddings))
+        elif op.kind == "mean":
+            axes = np.array(op.axes, np.int32)
+            inputs.append(me.Tensor(shape=axes.shape, dtype=fb.TensorType.INT32, name=f"{op.name}/axes", data=axes))
         elif op.kind == "reshape":
             shape = np.array((1,) + tuple(model.tensors[op.output].shape[1:]), np.int32)
             inputs.append(me.Tensor(shape=shape.shape, dtype=fb.TensorType.INT32, name=f"{op.name}/shape",
