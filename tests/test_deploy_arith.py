@@ -17,7 +17,10 @@ import pytest
 from nntailor.compress.quant.arith import (
     INT32_MAX,
     INT32_MIN,
+    calculate_input_radius,
+    exp_on_negative_values,
     multiply_by_quantized_multiplier,
+    preprocess_softmax_scaling,
     quantize_multiplier,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
@@ -126,3 +129,26 @@ def test_wrap_int32_wraps_like_c() -> None:
 def test_unknown_rounding_is_a_user_error() -> None:
     with pytest.raises(UserError, match="rounding"):
         multiply_by_quantized_multiplier(np.int64(1), 1 << 30, 0, rounding="nearest")
+
+
+@pytest.mark.parametrize(("beta", "scale", "bits", "expected"), [
+    (1.0, 16.0, 4, (2147483647, 31)), (1.0, 8.0, 4, (1073741824, 31)),
+    (2.0, 16.0, 5, (2147483647, 31)), (2.0, 8.0, 5, (1073741824, 31)),
+])
+def test_preprocess_softmax_scaling_matches_tflite(beta: float, scale: float, bits: int,
+                                                   expected: tuple[int, int]) -> None:
+    assert preprocess_softmax_scaling(beta, scale, bits) == expected
+
+
+@pytest.mark.parametrize(("bits", "shift", "expected"), [(4, 27, 15), (3, 27, 14), (3, 28, 7), (4, 2, 503316480)])
+def test_calculate_input_radius_matches_tflite(bits: int, shift: int, expected: int) -> None:
+    assert calculate_input_radius(bits, shift) == expected
+
+
+def test_exp_on_negative_values_is_exp_to_q031_precision() -> None:
+    # an independent check of the fixed-point exp: float exp, within a few Q0.31 LSB x 2^-20
+    raw = -np.arange(0, 1 << 31, 7919 * 997, dtype=np.int64)  # Q5.26 inputs in (-32, 0]
+    got = exp_on_negative_values(raw, 5) / 2.0 ** 31
+    expected = np.exp(raw / 2.0 ** 26)
+    assert np.abs(got - expected).max() < 2e-6
+    assert int(exp_on_negative_values(np.int64(0), 5)) == INT32_MAX

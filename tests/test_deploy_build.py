@@ -185,7 +185,8 @@ def test_single_rounding_stays_within_an_lsb_on_average() -> None:
 
 @pytest.mark.parametrize(("module", "match"), [
     (nn.GELU(), r"layer 'act' \(GELU, op gelu\)"),
-    (nn.Softmax(dim=1), r"layer 'act' \(Softmax.*next milestone"),
+    (nn.Sigmoid(), r"layer 'act' \(Sigmoid.*next milestone"),
+    (nn.Softmax(dim=0), r"layer 'act' \(Softmax.*over the features"),
 ])
 def test_an_unsupported_op_is_named_with_its_module_path(module: nn.Module, match: str) -> None:
     model = nn.Sequential(OrderedDict(fc=nn.Linear(4, 4), act=module))
@@ -218,3 +219,13 @@ def test_a_bias_beyond_int32_at_its_scale_is_named() -> None:
         model.fc.bias.fill_(1e4)
     with pytest.raises(UserError, match=r"fc: bias of output channel 0 .* beyond int32"):
         build_int_model(model, torch.randn(8, 4) * 1e-3, (1, 4))
+
+
+def test_a_classifier_ending_in_softmax_is_bit_exact_against_tflm() -> None:
+    model = nn.Sequential(OrderedDict(fc=nn.Linear(16, 10), softmax=nn.Softmax(dim=1))).eval()
+    int_model, *_, values = _check_against_tflm(model, (1, 16), samples=4)
+    assert int_model.ops[-1].kind == "softmax"
+    out = int_model.tensors[int_model.outputs[0]]
+    assert (out.scale, out.zero_point) == (1.0 / 256, -128)
+    probabilities = int_model.dequantize(values[int_model.outputs[0]], int_model.outputs[0])
+    assert np.abs(probabilities.sum(1) - 1).max() < 0.05

@@ -15,7 +15,7 @@ from nntailor.deploy.tflite import run_tflm, to_tflite
 from nntailor.errors import UserError
 
 KINDS = ("conv", "depthwise", "fully_connected", "add", "mul", "avgpool", "maxpool", "mean", "concat", "pad",
-         "reshape")
+         "reshape", "softmax")
 _ARENA = 1 << 18
 
 
@@ -116,6 +116,12 @@ def random_case(rng: np.random.Generator, kind: str) -> IntModel:
         op = IntOp("layer", kind, inputs, "y", paddings=paddings)
         out_shape = tuple(d + b + a for d, (b, a) in zip(x.shape, paddings, strict=True))
         tensors["y"] = _tensor(rng, "y", out_shape, like=x)
+    elif kind == "softmax":
+        x = tensors["x"] = QTensor("x", (1, int(rng.integers(1, 40))), _scale(rng, 1e-3, 2.0),
+                                   int(rng.integers(-128, 128)))
+        op = IntOp("layer", kind, inputs, "y")
+        out_shape = x.shape
+        tensors["y"] = QTensor("y", out_shape, 1.0 / 256, -128)
     else:  # reshape
         op = IntOp("layer", kind, inputs, "y")
         out_shape = (1, h * w * c)

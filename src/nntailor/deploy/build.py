@@ -33,7 +33,7 @@ from nntailor.compress.quant.observers import Observer
 from nntailor.compress.quant.ptq import QuantizeConfig, quantize_model
 from nntailor.cost.fusion import fused_layers
 from nntailor.cost.memory import components
-from nntailor.deploy.intmodel import IntModel, IntOp, QTensor, same_padding
+from nntailor.deploy.intmodel import SOFTMAX_OUTPUT, IntModel, IntOp, QTensor, same_padding
 from nntailor.errors import UserError
 from nntailor.graph.capture import capture, node_values
 from nntailor.graph.types import Graph, Layer
@@ -102,6 +102,7 @@ class _Lowering:
     reader_quant: dict[str, ActivationQuantizer] = field(default_factory=dict)  # tensor -> the quantizer reading it
     nchw_flat: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # flattened (C, H, W) tensors
     absorbed: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)  # pad layer -> (l, r, t, b)
+    fixed: dict[str, tuple[float, int]] = field(default_factory=dict)  # tensors whose range the spec fixes
 
     def where(self, layer: Layer) -> str:
         return layer.module or layer.name
@@ -342,6 +343,14 @@ def _lower_layer(lw: _Lowering, layer: Layer) -> None:
             raise lw.unsupported(layer, f"broadcasting {layer.input_shapes[0]} with {layer.input_shapes[1]}")
         inputs = [lw.tensor(name, layer) for name in layer.inputs]
         lw.emit(IntOp(layer.name, layer.op, inputs, layer.name), layer, _nhwc(layer.output_shape))
+    elif layer.op == "softmax":
+        rank = len(layer.input_shape)
+        dim = layer.attrs.get("dim", layer.attrs.get("arg1"))
+        if dim is None or int(dim) % rank != rank - 1 or rank != 2:
+            raise lw.unsupported(layer, "only a softmax over the features of an (N, features) tensor")
+        x = lw.tensor(layer.inputs[0], layer)
+        lw.emit(IntOp(layer.name, "softmax", [x], layer.name), layer, tuple(layer.output_shape))
+        lw.fixed[layer.name] = SOFTMAX_OUTPUT
     elif layer.op == "reduce" and layer.target in ("torch.mean", "Tensor.mean"):
         _lower_mean(lw, layer)
     elif layer.op == "cat":
@@ -365,7 +374,7 @@ def _lower_layer(lw: _Lowering, layer: Layer) -> None:
         if len(src) == 4 and src[2] * src[3] > 1:
             lw.nchw_flat[layer.name] = (src[1], src[2], src[3])
     else:
-        why = "Softmax and Logistic come in the next milestone" if layer.op in ("softmax", "sigmoid") else ""
+        why = "Logistic comes in the next milestone" if layer.op == "sigmoid" else ""
         if layer.op in ("relu", "relu6"):
             why = "an activation that does not fuse into its producer (the producer has other consumers)"
         raise lw.unsupported(layer, why)
@@ -448,7 +457,10 @@ def _tensors(lw: _Lowering, observers: dict[str, Observer]) -> dict[str, QTensor
     tensors: dict[str, QTensor] = {}
     for group in components(names, lw.ties):
         quantizers = [lw.reader_quant[t] for t in group if t in lw.reader_quant]
-        if quantizers:
+        fixed = [lw.fixed[t] for t in group if t in lw.fixed]
+        if fixed:  # the softmax output: 1/256, -128, whatever reads it
+            scale, zero_point = fixed[0]
+        elif quantizers:
             q = quantizers[0]
             scale = q.step_size.detach() if q.step_size is not None else q.scale  # LSQ's learned step
             zero_point = q.zero_point

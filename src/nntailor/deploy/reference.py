@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from nntailor.compress.quant.arith import multiply_by_quantized_multiplier, wrap_int32
-from nntailor.deploy.intmodel import INT8_MAX, INT8_MIN, IntModel, IntOp, same_padding
+from nntailor.compress.quant.arith import (
+    exp_on_negative_values,
+    get_reciprocal,
+    multiply_by_quantized_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    wrap_int32,
+)
+from nntailor.deploy.intmodel import INT8_MAX, INT8_MIN, SOFTMAX_DIFF_INTEGER_BITS, IntModel, IntOp, same_padding
 from nntailor.errors import UserError
 
 
@@ -119,6 +126,22 @@ def _maxpool(x: np.ndarray, op: IntOp) -> np.ndarray:
     return np.clip(best, op.act_min, op.act_max).astype(np.int8)
 
 
+def _softmax(x: np.ndarray, op: IntOp, rounding: str) -> np.ndarray:
+    """reference/softmax.h, int8 in and out, over the last axis: differences from the row maximum rescaled to
+    Q5.26, exp in Q0.31 (gemmlowp), summed in Q12.19, one reciprocal, each exp times it, scaled to 1/256 - 128."""
+    xs = x.astype(np.int64)
+    diff = xs - xs.max(axis=-1, keepdims=True)
+    inside = diff >= op.diff_min
+    # MultiplyByQuantizedMultiplierGreaterThanOne: the shift is a left shift, no rounding divide
+    scaled = multiply_by_quantized_multiplier(diff, op.multiplier, op.shift, rounding)
+    exps = exp_on_negative_values(scaled, SOFTMAX_DIFF_INTEGER_BITS)
+    total = np.where(inside, rounding_divide_by_pot(exps, 12), 0).sum(axis=-1, keepdims=True)  # Rescale<12>
+    reciprocal, bits_over_unit = get_reciprocal(total, 12)
+    out = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(reciprocal, exps), bits_over_unit + 31 - 8)
+    out = np.clip(out - 128, INT8_MIN, INT8_MAX)
+    return np.where(inside, out, INT8_MIN).astype(np.int8)
+
+
 def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: str = "double") -> np.ndarray:
     args = [values[name] for name in op.inputs]
     zps = [model.tensors[name].zero_point for name in op.inputs]
@@ -140,6 +163,8 @@ def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: 
         return _avgpool(args[0], op)
     if op.kind == "maxpool":
         return _maxpool(args[0], op)
+    if op.kind == "softmax":
+        return _softmax(args[0], op, rounding)
     if op.kind == "mean":  # reduce.h QuantizedMeanOrSum: int32 sum, minus n zp_in, then the folded multiplier
         n = int(np.prod([args[0].shape[a] for a in op.axes]))
         total = args[0].astype(np.int64).sum(axis=op.axes, keepdims=op.keep_dims) - zps[0] * n

@@ -63,6 +63,8 @@ def _options(fb, op: IntOp):
     if op.kind == "concat":
         return (fb.BuiltinOperator.CONCATENATION, fb.BuiltinOptions.ConcatenationOptions,
                 fb.ConcatenationOptionsT(axis=op.axis, fusedActivationFunction=act))
+    if op.kind == "softmax":
+        return fb.BuiltinOperator.SOFTMAX, fb.BuiltinOptions.SoftmaxOptions, fb.SoftmaxOptionsT(beta=1.0)
     if op.kind == "mean":
         return fb.BuiltinOperator.MEAN, fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT(keepDims=op.keep_dims)
     if op.kind == "pad":
