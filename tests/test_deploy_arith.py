@@ -19,6 +19,7 @@ from nntailor.compress.quant.arith import (
     INT32_MIN,
     calculate_input_radius,
     exp_on_negative_values,
+    logistic_fixed_point,
     multiply_by_quantized_multiplier,
     preprocess_softmax_scaling,
     quantize_multiplier,
@@ -152,3 +153,10 @@ def test_exp_on_negative_values_is_exp_to_q031_precision() -> None:
     expected = np.exp(raw / 2.0 ** 26)
     assert np.abs(got - expected).max() < 2e-6
     assert int(exp_on_negative_values(np.int64(0), 5)) == INT32_MAX
+
+
+def test_logistic_fixed_point_is_the_sigmoid() -> None:
+    raw = np.arange(-(1 << 31) + 1, (1 << 31) - 1, 7919 * 991, dtype=np.int64)  # Q4.27 in (-16, 16)
+    got = logistic_fixed_point(raw, 4) / 2.0 ** 31
+    assert np.abs(got - 1 / (1 + np.exp(-raw / 2.0 ** 27))).max() < 2e-6
+    assert int(logistic_fixed_point(np.int64(0), 4)) == 1 << 30

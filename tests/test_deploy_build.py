@@ -185,7 +185,7 @@ def test_single_rounding_stays_within_an_lsb_on_average() -> None:
 
 @pytest.mark.parametrize(("module", "match"), [
     (nn.GELU(), r"layer 'act' \(GELU, op gelu\)"),
-    (nn.Sigmoid(), r"layer 'act' \(Sigmoid.*next milestone"),
+    (nn.Tanh(), r"layer 'act' \(Tanh, op tanh\) has no int8 TFLite kernel"),
     (nn.Softmax(dim=0), r"layer 'act' \(Softmax.*over the features"),
 ])
 def test_an_unsupported_op_is_named_with_its_module_path(module: nn.Module, match: str) -> None:
@@ -229,3 +229,14 @@ def test_a_classifier_ending_in_softmax_is_bit_exact_against_tflm() -> None:
     assert (out.scale, out.zero_point) == (1.0 / 256, -128)
     probabilities = int_model.dequantize(values[int_model.outputs[0]], int_model.outputs[0])
     assert np.abs(probabilities.sum(1) - 1).max() < 0.05
+
+
+def test_an_autoencoder_ending_in_sigmoid_is_bit_exact_against_tflm() -> None:
+    model = nn.Sequential(OrderedDict(enc=nn.Linear(16, 4), relu=nn.ReLU(), dec=nn.Linear(4, 16),
+                                      out=nn.Sigmoid())).eval()
+    int_model, _, x, _, values = _check_against_tflm(model, (1, 16), samples=4)
+    assert [op.kind for op in int_model.ops] == ["fully_connected", "fully_connected", "logistic"]
+    got = int_model.dequantize(values[int_model.outputs[0]], int_model.outputs[0])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(got - expected).max() < 0.05

@@ -15,7 +15,7 @@ from nntailor.deploy.tflite import run_tflm, to_tflite
 from nntailor.errors import UserError
 
 KINDS = ("conv", "depthwise", "fully_connected", "add", "mul", "avgpool", "maxpool", "mean", "concat", "pad",
-         "reshape", "softmax")
+         "reshape", "softmax", "logistic")
 _ARENA = 1 << 18
 
 
@@ -119,6 +119,11 @@ def random_case(rng: np.random.Generator, kind: str) -> IntModel:
     elif kind == "softmax":
         x = tensors["x"] = QTensor("x", (1, int(rng.integers(1, 40))), _scale(rng, 1e-3, 2.0),
                                    int(rng.integers(-128, 128)))
+        op = IntOp("layer", kind, inputs, "y")
+        out_shape = x.shape
+        tensors["y"] = QTensor("y", out_shape, 1.0 / 256, -128)
+    elif kind == "logistic":
+        x = tensors["x"] = QTensor("x", (1, h, w, c), _scale(rng, 1e-3, 0.3), int(rng.integers(-128, 128)))
         op = IntOp("layer", kind, inputs, "y")
         out_shape = x.shape
         tensors["y"] = QTensor("y", out_shape, 1.0 / 256, -128)

@@ -351,6 +351,10 @@ def _lower_layer(lw: _Lowering, layer: Layer) -> None:
         x = lw.tensor(layer.inputs[0], layer)
         lw.emit(IntOp(layer.name, "softmax", [x], layer.name), layer, tuple(layer.output_shape))
         lw.fixed[layer.name] = SOFTMAX_OUTPUT
+    elif layer.op == "sigmoid":
+        x = lw.tensor(layer.inputs[0], layer)
+        lw.emit(IntOp(layer.name, "logistic", [x], layer.name), layer, _nhwc(layer.output_shape))
+        lw.fixed[layer.name] = SOFTMAX_OUTPUT  # the spec fixes LOGISTIC's int8 output as softmax's
     elif layer.op == "reduce" and layer.target in ("torch.mean", "Tensor.mean"):
         _lower_mean(lw, layer)
     elif layer.op == "cat":
@@ -374,7 +378,7 @@ def _lower_layer(lw: _Lowering, layer: Layer) -> None:
         if len(src) == 4 and src[2] * src[3] > 1:
             lw.nchw_flat[layer.name] = (src[1], src[2], src[3])
     else:
-        why = "Logistic comes in the next milestone" if layer.op == "sigmoid" else ""
+        why = ""
         if layer.op in ("relu", "relu6"):
             why = "an activation that does not fuse into its producer (the producer has other consumers)"
         raise lw.unsupported(layer, why)

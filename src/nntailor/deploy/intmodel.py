@@ -16,13 +16,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nntailor.compress.quant.arith import calculate_input_radius, preprocess_softmax_scaling, quantize_multiplier
+from nntailor.compress.quant.arith import (
+    calculate_input_radius,
+    logistic_input_multiplier,
+    preprocess_softmax_scaling,
+    quantize_multiplier,
+)
 from nntailor.errors import UserError
 
 # TFLite builtin ops this IR holds (kind -> what it is)
 OPS = frozenset({
     "conv", "depthwise", "fully_connected", "add", "mul", "concat", "avgpool", "maxpool", "mean", "pad", "reshape",
-    "softmax",
+    "softmax", "logistic",
 })
 MAC_OPS = frozenset({"conv", "depthwise", "fully_connected"})
 ACTIVATIONS = ("none", "relu", "relu6")
@@ -30,6 +35,7 @@ INT8_MIN, INT8_MAX = -128, 127
 ADD_LEFT_SHIFT = 20  # TFLM add.cc: int8 inputs are scaled up by 2^20 before their multipliers
 SOFTMAX_DIFF_INTEGER_BITS = 5  # softmax.cc: input differences in Q5.26
 SOFTMAX_OUTPUT = (1.0 / 256, -128)  # the int8 softmax output the TFLite spec fixes: scale 1/256, zero point -128
+LOGISTIC_INPUT_INTEGER_BITS = 4  # logistic.cc: the input in Q4.27
 
 
 @dataclass
@@ -77,7 +83,7 @@ class IntOp:
     act_min: int = INT8_MIN
     act_max: int = INT8_MAX
     input_multipliers: tuple[tuple[int, int], ...] = ()  # ADD: (multiplier, shift) of each input
-    diff_min: int = 0  # SOFTMAX: input differences below it give exp = 0
+    diff_min: int = 0  # SOFTMAX: input differences below it give exp = 0; LOGISTIC: minus the input radius
 
     def __post_init__(self) -> None:
         if self.kind not in OPS:
@@ -165,6 +171,13 @@ def prepare_op(op: IntOp, tensors: dict[str, QTensor]) -> None:
         m, left = preprocess_softmax_scaling(1.0, tensors[op.inputs[0]].scale, SOFTMAX_DIFF_INTEGER_BITS)
         op.multiplier, op.shift = np.array([m], np.int64), np.array([left], np.int64)
         op.diff_min = -calculate_input_radius(SOFTMAX_DIFF_INTEGER_BITS, left)
+    elif op.kind == "logistic":
+        if (out.scale, out.zero_point) != SOFTMAX_OUTPUT:
+            raise UserError(f"{op.name}: an int8 logistic output must have scale 1/256 and zero point -128, got "
+                            f"({out.scale}, {out.zero_point})")
+        m, left = logistic_input_multiplier(tensors[op.inputs[0]].scale, LOGISTIC_INPUT_INTEGER_BITS)
+        op.multiplier, op.shift = np.array([m], np.int64), np.array([left], np.int64)
+        op.diff_min = -calculate_input_radius(LOGISTIC_INPUT_INTEGER_BITS, left)
     elif op.kind == "mean":
         # reduce.cc PrepareMeanOrSum: s_in / s_out in double; QuantizedMeanOrSum then folds 1/n into it:
         # shift_n = floor(log2 n) (at most 32 and 31 + shift), M' = (M 2^shift_n) / n truncated, shift - shift_n

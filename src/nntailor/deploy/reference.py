@@ -15,12 +15,21 @@ import numpy as np
 from nntailor.compress.quant.arith import (
     exp_on_negative_values,
     get_reciprocal,
+    logistic_fixed_point,
     multiply_by_quantized_multiplier,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
     wrap_int32,
 )
-from nntailor.deploy.intmodel import INT8_MAX, INT8_MIN, SOFTMAX_DIFF_INTEGER_BITS, IntModel, IntOp, same_padding
+from nntailor.deploy.intmodel import (
+    INT8_MAX,
+    INT8_MIN,
+    LOGISTIC_INPUT_INTEGER_BITS,
+    SOFTMAX_DIFF_INTEGER_BITS,
+    IntModel,
+    IntOp,
+    same_padding,
+)
 from nntailor.errors import UserError
 
 
@@ -142,6 +151,17 @@ def _softmax(x: np.ndarray, op: IntOp, rounding: str) -> np.ndarray:
     return np.where(inside, out, INT8_MIN).astype(np.int8)
 
 
+def _logistic(x: np.ndarray, op: IntOp, zp_in: int, rounding: str) -> np.ndarray:
+    """integer_ops/logistic.h: inputs beyond the radius saturate; inside, Q4.27, gemmlowp's logistic in Q0.31,
+    then to 1/256 steps minus 128."""
+    diff = x.astype(np.int64) - zp_in
+    q4 = multiply_by_quantized_multiplier(diff, op.multiplier, op.shift, rounding)
+    y = rounding_divide_by_pot(logistic_fixed_point(q4, LOGISTIC_INPUT_INTEGER_BITS), 31 - 8) - 128
+    y = np.clip(y, INT8_MIN, INT8_MAX)
+    radius = -op.diff_min
+    return np.where(diff <= -radius, INT8_MIN, np.where(diff >= radius, INT8_MAX, y)).astype(np.int8)
+
+
 def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: str = "double") -> np.ndarray:
     args = [values[name] for name in op.inputs]
     zps = [model.tensors[name].zero_point for name in op.inputs]
@@ -165,6 +185,8 @@ def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: 
         return _maxpool(args[0], op)
     if op.kind == "softmax":
         return _softmax(args[0], op, rounding)
+    if op.kind == "logistic":
+        return _logistic(args[0], op, zps[0], rounding)
     if op.kind == "mean":  # reduce.h QuantizedMeanOrSum: int32 sum, minus n zp_in, then the folded multiplier
         n = int(np.prod([args[0].shape[a] for a in op.axes]))
         total = args[0].astype(np.int64).sum(axis=op.axes, keepdims=op.keep_dims) - zps[0] * n

@@ -65,6 +65,8 @@ def _options(fb, op: IntOp):
                 fb.ConcatenationOptionsT(axis=op.axis, fusedActivationFunction=act))
     if op.kind == "softmax":
         return fb.BuiltinOperator.SOFTMAX, fb.BuiltinOptions.SoftmaxOptions, fb.SoftmaxOptionsT(beta=1.0)
+    if op.kind == "logistic":
+        return fb.BuiltinOperator.LOGISTIC, fb.BuiltinOptions.NONE, None
     if op.kind == "mean":
         return fb.BuiltinOperator.MEAN, fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT(keepDims=op.keep_dims)
     if op.kind == "pad":
@@ -116,8 +118,9 @@ def to_tflite(model: IntModel) -> bytes:
                                     data=shape))
             options.newShape = [int(d) for d in shape]
         operator = graph.add_operator(opcode=code, inputs=inputs, outputs=[tensors[op.output]])
-        operator._fb.builtinOptionsType = options_type
-        operator._fb.builtinOptions = options
+        if options is not None:
+            operator._fb.builtinOptionsType = options_type
+            operator._fb.builtinOptions = options
         if code not in codes:
             opcode = me.OperatorCode(builtin_code=code)
             # model_editor leaves deprecatedBuiltinCode 0; readers older than the extended codes read that field

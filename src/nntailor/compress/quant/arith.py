@@ -281,3 +281,19 @@ def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total
     max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1) * (1 << (total_signed_bits - input_integer_bits))
                           / (1 << input_left_shift))
     return int(math.floor(max_input_rescaled))
+
+
+def logistic_fixed_point(a: np.ndarray, integer_bits: int = 4) -> np.ndarray:
+    """gemmlowp's logistic: 1 / (1 + exp(-|a|)) for FixedPoint<int32, integer_bits> a, mirrored for a < 0, 1/2 at 0;
+    result Q0.31."""
+    a = np.asarray(a, dtype=np.int64)
+    positive = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(-np.abs(a), integer_bits))
+    result = np.where(a > 0, positive, INT32_MAX - positive)
+    return np.where(a == 0, 1 << 30, result)
+
+
+def logistic_input_multiplier(input_scale: float, integer_bits: int = 4) -> tuple[int, int]:
+    """TFLM logistic.cc: frexp of s_in 2^(31 - integer bits), rounded, with no halving of a 2^31 (cast as int32)."""
+    q, shift = math.frexp(float(input_scale) * (1 << (31 - integer_bits)))
+    fixed = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q >= 0 else -1)
+    return int(wrap_int32(np.int64(fixed))), shift
