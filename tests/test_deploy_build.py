@@ -240,3 +240,16 @@ def test_an_autoencoder_ending_in_sigmoid_is_bit_exact_against_tflm() -> None:
     with torch.no_grad():
         expected = model(x).numpy()
     assert np.abs(got - expected).max() < 0.05
+
+
+def test_a_learned_lsq_step_is_the_scale_deployed() -> None:
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 8), torch.zeros(16))
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(8, 8), relu=nn.ReLU(), fc2=nn.Linear(8, 3)))
+    quantized = quantize_model(model, QuantizeConfig(learn_ranges="lsq"), Context(train=data))
+    with torch.no_grad():  # as if QAT had moved the step away from the calibrated scale
+        quantized.fc2.input_quant.step_size.mul_(1.25)
+    int_model, *_ = _check_against_tflm(quantized, (1, 8))
+    t = int_model.tensors["fc1"]
+    assert t.scale == float(np.float32(quantized.fc2.input_quant.step_size.item()))
+    assert t.scale != float(quantized.fc2.input_quant.scale)
