@@ -105,7 +105,8 @@ def random_case(rng: np.random.Generator, kind: str) -> IntModel:
         tensors["y"] = _tensor(rng, "y", out_shape, like=x)
     elif kind == "pad":
         paddings = ((0, 0),) + tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(3))
-        op = IntOp("layer", kind, inputs, "y", paddings=paddings)
+        value = int(rng.integers(-128, 128)) if rng.integers(0, 2) else None  # PADV2's constant, or PAD
+        op = IntOp("layer", kind, inputs, "y", paddings=paddings, pad_value=value)
         out_shape = tuple(d + b + a for d, (b, a) in zip(x.shape, paddings, strict=True))
         tensors["y"] = _tensor(rng, "y", out_shape, like=x)
     elif kind == "softmax":

@@ -253,3 +253,20 @@ def test_a_learned_lsq_step_is_the_scale_deployed() -> None:
     t = int_model.tensors["fc1"]
     assert t.scale == float(np.float32(quantized.fc2.input_quant.step_size.item()))
     assert t.scale != float(quantized.fc2.input_quant.scale)
+
+
+@pytest.mark.parametrize(("pool", "size", "pads", "out"), [
+    # ResNet's stem pool: torch pads 1 before, TF 'same' 0 (the last window needs nothing after)
+    (nn.MaxPool2d(3, 2, padding=1), 8, ((0, 0), (1, 0), (1, 0), (0, 0)), 4),
+    # ceil_mode: a last window hanging 2 over the edge, which neither 'same' (1 before) nor 'valid' is
+    (nn.MaxPool2d(3, 3, ceil_mode=True), 7, ((0, 0), (0, 2), (0, 2), (0, 0)), 3),
+    # SqueezeNet's ceil_mode on an even input is exactly TF 'same': no pad
+    (nn.MaxPool2d(3, 2, ceil_mode=True), 8, None, 4),
+])
+def test_max_pool_padding_torch_style_becomes_padv2_at_int8_min(pool: nn.Module, size: int, pads, out: int) -> None:
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3, padding=1), pool=pool)).eval()
+    int_model, *_ = _check_against_tflm(model, (1, 3, size, size))
+    found = [(op.paddings, op.pad_value) for op in int_model.ops if op.kind == "pad"]
+    assert found == ([(pads, -128)] if pads else [])
+    assert int_model.ops[-1].padding == ("valid" if pads else "same")
+    assert int_model.tensors[int_model.outputs[0]].shape[1:3] == (out, out)

@@ -241,10 +241,11 @@ def _lower_mac(lw: _Lowering, layer: Layer, module: nn.Module) -> None:
     lw.emit(op, layer, out_shape)
 
 
-def _explicit_pad(lw: _Lowering, layer: Layer, x: str, paddings: tuple[tuple[int, int], ...]) -> str:
+def _explicit_pad(lw: _Lowering, layer: Layer, x: str, paddings: tuple[tuple[int, int], ...],
+                  value: int | None = None) -> str:
     name = f"{layer.name}/pad"
     shape = tuple(d + b + a for d, (b, a) in zip(lw.shapes[x], paddings, strict=True))
-    lw.ops.append(IntOp(name, "pad", [x], name, paddings=paddings))
+    lw.ops.append(IntOp(name, "pad", [x], name, paddings=paddings, pad_value=value))
     lw.shapes[name] = shape
     lw.source[name] = lw.source[x]
     lw.ties.append((x, name))
@@ -267,15 +268,26 @@ def _lower_pool(lw: _Lowering, layer: Layer, module: nn.Module | None) -> None:
         kernel = _pair(module.kernel_size)
         stride = _pair(module.stride if module.stride is not None else module.kernel_size)
         own = _pair(module.padding)
-        if getattr(module, "ceil_mode", False) or _pair(getattr(module, "dilation", 1)) != (1, 1):
-            raise lw.unsupported(layer, "ceil_mode or dilation in pooling")
+        if _pair(getattr(module, "dilation", 1)) != (1, 1):
+            raise lw.unsupported(layer, "dilation in pooling")
         kind = "maxpool" if layer.op == "maxpool" else "avgpool"
+        if getattr(module, "ceil_mode", False) and kind == "avgpool":
+            raise lw.unsupported(layer, "ceil_mode in average pooling")
         if kind == "avgpool" and own != (0, 0):  # torch counts padded taps, TFLM divides by the taps inside
             raise lw.unsupported(layer, "average pooling with padding")
         left, right, top, bottom = lw.absorbed.get(layer.inputs[0], (0, 0, 0, 0))
-        before, after = (top + own[0], left + own[1]), (bottom + own[0], right + own[1])
+        # torch's output size (ceil_mode may add a last window that hangs over the bottom/right edge)
+        oh, ow = layer.output_shape[2], layer.output_shape[3]
+        before = (top + own[0], left + own[1])
+        after = tuple(max(0, (o - 1) * s + k - n - b) for o, s, k, n, b in zip(
+            (oh, ow), stride, kernel, (h, w), before, strict=True))
         padding = _geometry((h, w), kernel, stride, (1, 1), before, after)
-        if padding is None:
+        if padding is None and kind == "maxpool" and (top, bottom, left, right) == (0, 0, 0, 0):
+            # torch pads a max pool with -inf: PADV2 with int8 -128 (no value is below it), then VALID
+            x = _explicit_pad(lw, layer, x, ((0, 0), (before[0], after[0]), (before[1], after[1]), (0, 0)),
+                              value=-128)
+            padding = "valid"
+        elif padding is None:
             raise lw.unsupported(layer, f"pooling padding {own} matches neither TF 'same' nor 'valid'")
     op = IntOp(layer.name, kind, [x], layer.name, filter=kernel, stride=stride, padding=padding)
     lw.emit(op, layer, _nhwc(layer.output_shape))

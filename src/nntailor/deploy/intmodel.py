@@ -74,6 +74,7 @@ class IntOp:
     filter: tuple[int, int] = (1, 1)  # pools
     depth_multiplier: int = 1
     paddings: tuple[tuple[int, int], ...] = ()  # PAD: (before, after) per NHWC axis
+    pad_value: int | None = None  # PAD: None pads with the zero point (PAD); an int8 value makes it PADV2
     axis: int = -1  # CONCATENATION
     axes: tuple[int, ...] = ()  # MEAN: reduced NHWC axes
     keep_dims: bool = False  # MEAN

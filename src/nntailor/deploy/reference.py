@@ -194,8 +194,9 @@ def run_op(op: IntOp, values: dict[str, np.ndarray], model: IntModel, rounding: 
         return np.clip(y, INT8_MIN, INT8_MAX).astype(np.int8)
     if op.kind == "concat":
         return np.concatenate(args, axis=op.axis)
-    if op.kind == "pad":  # TFLM pad.cc: the pad value is the output zero point
-        return np.pad(args[0], op.paddings, constant_values=out.zero_point).astype(np.int8)
+    if op.kind == "pad":  # TFLM pad.cc: the pad value is the output zero point unless PADV2 gives one
+        value = out.zero_point if op.pad_value is None else op.pad_value
+        return np.pad(args[0], op.paddings, constant_values=value).astype(np.int8)
     if op.kind == "reshape":
         return args[0].reshape((args[0].shape[0],) + out.shape[1:])
     raise UserError(f"{op.name}: no reference kernel for {op.kind!r}")

@@ -69,6 +69,8 @@ def _options(fb, op: IntOp):
         return fb.BuiltinOperator.LOGISTIC, fb.BuiltinOptions.NONE, None
     if op.kind == "mean":
         return fb.BuiltinOperator.MEAN, fb.BuiltinOptions.ReducerOptions, fb.ReducerOptionsT(keepDims=op.keep_dims)
+    if op.kind == "pad" and op.pad_value is not None:
+        return fb.BuiltinOperator.PADV2, fb.BuiltinOptions.PadV2Options, fb.PadV2OptionsT()
     if op.kind == "pad":
         return fb.BuiltinOperator.PAD, fb.BuiltinOptions.PadOptions, fb.PadOptionsT()
     if op.kind == "reshape":
@@ -109,6 +111,11 @@ def to_tflite(model: IntModel) -> bytes:
             paddings = np.array(op.paddings, np.int32).reshape(-1, 2)
             inputs.append(me.Tensor(shape=paddings.shape, dtype=fb.TensorType.INT32, name=f"{op.name}/paddings",
                                     data=paddings))
+            if op.pad_value is not None:  # PADV2's constant, quantized as the output (pad.cc checks it)
+                t = model.tensors[op.output]
+                inputs.append(me.Tensor(shape=(1,), dtype=fb.TensorType.INT8, name=f"{op.name}/value",
+                                        data=np.array([op.pad_value], np.int8),
+                                        quantization=me.Quantization(scales=[t.scale], zero_points=[t.zero_point])))
         elif op.kind == "mean":
             axes = np.array(op.axes, np.int32)
             inputs.append(me.Tensor(shape=axes.shape, dtype=fb.TensorType.INT32, name=f"{op.name}/axes", data=axes))
