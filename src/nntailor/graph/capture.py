@@ -269,6 +269,13 @@ def _propagate(root: nn.Module, graph: fx.Graph, inputs: list[torch.Tensor], nam
             module.training = training
 
 
+def node_values(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+    """Every fx node's real output for one forward, by node name (a layer's is at ``attrs["fx_node"]``): what
+    deploy calibrates tensor ranges on. The caller sets train/eval mode."""
+    root, fx_graph = trace(model, type(model).__name__)
+    return {node.name: value for node, value in _run(root, fx_graph, list(inputs), meta=False).items()}
+
+
 def _module_attrs(module: nn.Module) -> dict[str, Any]:
     # vars(), not hasattr(): a missing name on nn.Module goes through __getattr__ and an exception, per key
     fields = vars(module)
@@ -440,6 +447,7 @@ def capture(
                 weights[key] = p
         if node.op == "call_module" and module_calls[module_path] > 1:
             attrs["shared"] = True
+        attrs["fx_node"] = node.name  # where node_values() finds this layer's real output
         if const_inputs:
             attrs["const_inputs"] = tuple(const_inputs)
         if constant:
