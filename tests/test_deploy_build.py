@@ -103,16 +103,16 @@ def test_a_pad_folded_by_fused_layers_becomes_same_padding() -> None:
     torch.manual_seed(0)
     model, shape = _PadConv().eval(), (1, 1, 49, 10)
     calibration = torch.randn(16, 1, 49, 10)
-    # without the fold (today's fused_layers): an explicit PAD with the zero point, then a VALID conv
-    explicit = build_int_model(model, calibration, shape)
-    assert [op.kind for op in explicit.ops][:2] == ["pad", "conv"]
-    assert explicit.ops[1].padding == "valid"
-    # with fused[pad] == conv (the contract of the zero-pad folding in cost.fusion): one SAME conv
+    # cost.fusion folds this TF-'same'-shaped zero pad into the conv (fused[pad] == conv): one SAME conv
+    absorbed = build_int_model(model, calibration, shape)
+    assert [op.kind for op in absorbed.ops][0] == "conv" and absorbed.ops[0].padding == "same"
+    # without the fold: an explicit PAD with the zero point, then a VALID conv
     graph = without_identities(capture(prepare_module(model, torch.utils.data.TensorDataset(
         calibration, torch.zeros(16))), shape))
-    fused = {**fused_layers(graph), "pad": "conv"}
-    absorbed = build_int_model(model, calibration, shape, fused=fused)
-    assert [op.kind for op in absorbed.ops][0] == "conv" and absorbed.ops[0].padding == "same"
+    fused = {k: v for k, v in fused_layers(graph).items() if k != "pad"}
+    explicit = build_int_model(model, calibration, shape, fused=fused)
+    assert [op.kind for op in explicit.ops][:2] == ["pad", "conv"]
+    assert explicit.ops[1].padding == "valid"
     x = absorbed.quantize_input(_nhwc(torch.randn(4, 1, 49, 10)))
     a = absorbed.run(x)[absorbed.outputs[0]]
     assert (a == run_tflm(to_tflite(absorbed), [x])[0]).all()
