@@ -19,6 +19,10 @@ _EXPORTS = {
     "CostModel": "nntailor.search.costs",
     "analyze_design": "nntailor.search.costs",
     "ChipBudget": "nntailor.search.constraints",
+    "check_reachable": "nntailor.search.constraints",
+    "design_cost": "nntailor.search.objectives",
+    "chip_constraints": "nntailor.search.objectives",
+    "set_chip_constraints": "nntailor.search.objectives",
 }
 
 __all__ = sorted(_EXPORTS)
