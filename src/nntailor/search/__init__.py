@@ -23,6 +23,8 @@ _EXPORTS = {
     "design_cost": "nntailor.search.objectives",
     "chip_constraints": "nntailor.search.objectives",
     "set_chip_constraints": "nntailor.search.objectives",
+    "train_design": "nntailor.search.evaluate",
+    "search_objective": "nntailor.search.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,8 @@
 
 How a trial is chosen (``before_trial``, once per trial):
 
-1. Until ``n_startup_trials`` trials are complete, parameters are drawn at random (seeded per trial and name).
+1. Until ``n_startup_trials`` trials are complete, parameters are drawn at random (seeded per trial and name);
+   with ``cheap_constraints``, a random design that satisfies them.
 2. Otherwise a pool of ``n_candidates`` full parameter dicts is drawn over every parameter seen so far (define-
    by-run: a conditional parameter gets a value too and is simply not asked for when the trial does not reach
    it): half uniformly at random, half mutations of the current Pareto set's designs (a numeric value moves by
@@ -158,6 +159,24 @@ class OpalSampler(BaseSampler):
         done = [t for t in done if t.values is not None and len(t.values) == len(study.directions)]
         if len(done) >= self.n_startup_trials:
             self._plans[trial._trial_id] = self._choose(study, trial, done)
+        elif self.cheap_constraints is not None:
+            self._plans[trial._trial_id] = self._random_feasible(study, trial)
+
+    def _random_feasible(self, study: optuna.Study, trial: FrozenTrial) -> Params:
+        """A random start that still honours ``cheap_constraints``: the first feasible of a random pool over the
+        parameters seen so far (none are known before the first trial, which is drawn freely)."""
+        seen = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        dists: dict[str, BaseDistribution] = {}
+        for t in sorted(seen, key=lambda t: t.number):
+            dists.update(t.distributions)
+        if not dists:
+            return {}
+        pool = self._candidates(dict(sorted(dists.items())), [], [], self._rng(trial.number))
+        for cand in pool:
+            priced = self._cheap(cand)
+            if priced is not None and priced[1]:
+                return cand
+        return {}
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
