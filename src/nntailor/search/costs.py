@@ -1,0 +1,148 @@
+"""A design's costs from the one cost model, fast: each segment is priced once by ``analyze`` and reused.
+
+``analyze`` on a whole model captures a graph (torch.fx, shape propagation) every time, ~10 ms for seed 000's
+CNNs. A design is a chain of segments that nothing fuses across (``search.space``), and every per-layer cost
+``analyze`` computes depends on that layer, its widths and the target only, so a segment's layer costs are
+cached by (segment signature, input shape, widths, sparsity). What spans segments is the arena: the segments'
+buffers (``cost.memory.activation_buffers``) are stitched into the design's buffer list, with TFLM lifetimes
+in the whole model's operator order, and planned by the same greedy planner (``cost.memory.plan_buffers``).
+Totals are summed over the layers in model order, exactly as ``analyze`` sums them, so they are equal to
+``analyze_design`` bit for bit (the tests check every total on random designs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from nntailor.cost.memory import Buffer, activation_buffers, plan_buffers
+from nntailor.cost.report import LayerCost, Report, analyze
+from nntailor.graph.capture import capture
+from nntailor.search.space import Design, Segment, build, make_segment
+from nntailor.targets import Target, load
+
+# the totals ``analyze`` reports that a design's fast costs reproduce
+SUMMED = ("macs", "nz_params", "nz_macs", "bops", "weight_bytes", "flash_bytes", "energy_pj", "latency_s",
+          "other_ops", "cycles")
+TOTALS = (*SUMMED, "params", "peak_sram_bytes", "act_lower_bound_bytes", "energy_breakdown_pj")
+
+
+def prune_design(model: nn.Module, sparsity: dict[str, float]) -> nn.Module:
+    """Prune each layer path to its sparsity with the compress step (magnitude, per layer)."""
+    from nntailor.compress import apply
+    from nntailor.compress.prune import PruneConfig
+
+    sparse = {p: s for p, s in sparsity.items() if s > 0}
+    if not sparse:
+        return model
+    return apply(model, PruneConfig(sparsity=sparse, layers=sorted(sparse)))
+
+
+def analyze_design(design: Design, target: str | Target, *, energy_model: str | None = None) -> Report:
+    """The slow exact path: build the model, prune it as the design says, and ``analyze`` it at its widths."""
+    model = prune_design(build(design), design.layer_sparsity)
+    return analyze(model, design.input_shape, target, energy_model=energy_model, **design.pricing())
+
+
+@dataclass(frozen=True)
+class _Priced:
+    """One segment on the target: its layer costs, its buffers (local op indices) and their widths."""
+
+    layers: tuple[LayerCost, ...]
+    params: int
+    buffers: tuple[Buffer, ...]  # the first is the segment's input
+    widths: dict[str, int]
+    ops: int  # operators that own a buffer
+    output_shape: tuple[int, ...]
+
+
+class CostModel:
+    """Prices designs on one target. ``totals(design)`` equals ``analyze_design(design, target).totals``."""
+
+    def __init__(self, target: str | Target, *, energy_model: str | None = None) -> None:
+        self.target = load(target)
+        self.energy_model = energy_model
+        self._segments: dict[tuple[Any, ...], _Priced] = {}
+
+    def _local(self, design: Design, index: int, seg: Segment) -> tuple[dict[str, tuple[int, int]],
+                                                                           dict[str, str], dict[str, float]]:
+        pricing = design.pricing()
+        prefix = f"{index}."
+
+        def local(mapping: dict[str, Any]) -> dict[str, Any]:
+            return {k.removeprefix(prefix): v for k, v in mapping.items() if k.startswith(prefix)}
+
+        return local(pricing["layer_bits"]), local(pricing["layer_arith"]), local(design.layer_sparsity)
+
+    def _price(self, seg: Segment, shape: tuple[int, ...], bits: int, layer_bits: dict[str, tuple[int, int]],
+               layer_arith: dict[str, str], sparsity: dict[str, float]) -> _Priced:
+        key = (seg.signature, shape, bits, tuple(sorted(layer_bits.items())), tuple(sorted(layer_arith.items())),
+               tuple(sorted(sparsity.items())))
+        hit = self._segments.get(key)
+        if hit is not None:
+            return hit
+        module = prune_design(make_segment(seg), sparsity)
+        graph = capture(module, shape)
+        report = analyze(graph, target=self.target, bits=bits, layer_bits=layer_bits, layer_arith=layer_arith,
+                         energy_model=self.energy_model)
+        buffers = activation_buffers(graph)
+        by_name = {lc.name: lc for lc in report.layers}
+        # analyze stores an op's output at that layer's activation width (no buffer_bits); inputs at ``bits``
+        widths = {b.name: by_name[b.name].a_bits for b in buffers if b.name in by_name}
+        ops = len(buffers) - len(graph.input_names)
+        out = graph.output_names[0]
+        shapes = {layer.name: tuple(layer.output_shape) for layer in graph.layers}
+        if len(graph.input_names) != 1 or buffers[-1].first != ops - 1 or out not in shapes:
+            raise AssertionError(f"segment {seg.signature} is not a chain link that ends in its last op")
+        priced = _Priced(tuple(report.layers), int(report.totals["params"]), tuple(buffers), widths, ops,
+                         shapes[out])
+        self._segments[key] = priced
+        return priced
+
+    def totals(self, design: Design) -> dict[str, Any]:
+        """The design's totals, as ``analyze`` reports them (the keys in ``TOTALS``)."""
+        bits = design.default_bits
+        shape = design.input_shape
+        layers: list[LayerCost] = []
+        params = 0
+        stitched: list[Buffer] = []
+        widths: dict[str, int] = {}
+        offset = 0  # op index of the segment's first op in the whole model
+        prev: Buffer | None = None  # the buffer that holds the current segment's input
+        for i, seg in enumerate(design.segments):
+            priced = self._price(seg, shape, bits, *self._local(design, i, seg))
+            layers.extend(priced.layers)
+            params += priced.params
+            inp, *own = priced.buffers
+            if prev is None:
+                prev = Buffer(f"{i}:{inp.name}", inp.numel, 0, inp.last)
+            else:  # the previous segment's output lives until this segment's last read of it
+                prev.last = max(prev.last, offset + inp.last)
+            stitched.append(prev)
+            for b in own:
+                name = f"{i}:{b.name}"
+                stitched.append(Buffer(name, b.numel, offset + b.first, offset + b.first))
+                if b.name in priced.widths:
+                    widths[name] = priced.widths[b.name]
+            # every buffer but the segment's output is read inside the segment only
+            for local, glob in zip(own[:-1], stitched[len(stitched) - len(own):-1], strict=True):
+                glob.last = offset + local.last
+            prev = stitched.pop()
+            offset += priced.ops
+            shape = priced.output_shape
+        assert prev is not None
+        prev.last = max(offset - 1, 0)  # the graph output lives to the last op
+        stitched.append(prev)
+        arena = plan_buffers(stitched, bits, widths)
+        out: dict[str, Any] = {key: sum(getattr(lc, key) for lc in layers) for key in SUMMED}
+        out["params"] = params
+        out["peak_sram_bytes"] = arena.peak_bytes()
+        out["act_lower_bound_bytes"] = arena.lower_bound_bytes()
+        breakdown: dict[str, float] = {}
+        for lc in layers:
+            for k, v in lc.energy_breakdown_pj.items():
+                breakdown[k] = breakdown.get(k, 0.0) + v
+        out["energy_breakdown_pj"] = breakdown
+        return out
