@@ -104,3 +104,13 @@ def test_yaml_is_loaded_safely(tmp_path):
     # A python/object tag must not be constructed.
     with pytest.raises(UserError, match="not valid YAML"):
         from_yaml(_write(tmp_path, "!!python/object/apply:os.system ['true']"))
+
+
+def test_loading_a_target_keeps_catalog_a_function():
+    # the catalog folder used to be a subpackage whose import replaced nntailor.targets.catalog with a module
+    import nntailor.targets as targets
+
+    targets.load("stm32l476")
+    from nntailor.targets import catalog
+
+    assert callable(catalog) and "stm32l476" in catalog()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import yaml
@@ -13,12 +14,16 @@ from nntailor.errors import UserError
 from nntailor.targets.schema import Target
 from nntailor.yamlfile import read_yaml
 
-_CATALOG = "nntailor.targets.catalog"
+
+def _catalog_dir() -> Traversable:
+    # a plain data folder, not a subpackage: importing a subpackage named ``catalog`` would set the attribute
+    # ``nntailor.targets.catalog`` and shadow the ``catalog()`` function exported there
+    return resources.files("nntailor.targets").joinpath("catalog")
 
 
 def catalog() -> list[str]:
     """Names of the shipped targets."""
-    files = resources.files(_CATALOG)
+    files = _catalog_dir()
     return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -44,7 +49,7 @@ def from_yaml(path: str | Path) -> Target:
 
 @cache
 def _catalog_target(name: str) -> Target:
-    text = resources.files(_CATALOG).joinpath(f"{name}.yaml").read_text()
+    text = _catalog_dir().joinpath(f"{name}.yaml").read_text()
     return from_dict(yaml.safe_load(text), origin=f"catalog target {name}")
 
 
