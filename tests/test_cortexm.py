@@ -285,3 +285,30 @@ def test_missing_tools_name_the_debian_package(tmp_path, monkeypatch):
 def test_unknown_core_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cortex-m99"):
         cortexm.build([], "cortex-m99", tmp_path)
+
+
+def test_cortex_m0_build_is_armv6m(tmp_path):
+    # The M0 runs on the M3 board (no M0 board in QEMU's MPS2 family), so its ISA is checked from the
+    # ELF's build attributes (the whole link, newlib included): ARMv6S-M, Thumb-1 only.
+    elf = cortexm.build([_write(tmp_path, "echo.c", ECHO_C)], "cortex-m0", tmp_path)
+    attributes = subprocess.run([_need("arm-none-eabi-readelf"), "-A", str(elf)], capture_output=True, text=True,
+                                check=True).stdout
+    assert re.search(r"Tag_CPU_arch: v6S-M", attributes), attributes
+    assert re.search(r"Tag_THUMB_ISA_use: Thumb-1", attributes), attributes
+
+
+FAULT_C = """
+    typedef void (*handler)(void);
+    int main(void) {
+        volatile unsigned long address = 0x20000000u;  /* RAM, and bit 0 clear: not Thumb state */
+        ((handler)address)();
+        return 0;
+    }
+"""
+
+
+def test_fault_exits_instead_of_hanging(tmp_path):
+    # A branch without the Thumb bit is an INVSTATE UsageFault, escalated to HardFault (ARMv7-M ARM B1.5.8);
+    # the startup's handler exits with 134, so a crashed program never runs into the timeout.
+    elf = cortexm.build([_write(tmp_path, "fault.c", FAULT_C)], "cortex-m4", tmp_path)
+    assert cortexm.run(elf, "cortex-m4", timeout=20).exit_code == 134

@@ -83,6 +83,7 @@ PACKAGES = {
     "arm-none-eabi-size": "binutils-arm-none-eabi",
     "arm-none-eabi-objdump": "binutils-arm-none-eabi",
     "arm-none-eabi-nm": "binutils-arm-none-eabi",
+    "arm-none-eabi-readelf": "binutils-arm-none-eabi",
     "qemu-system-arm": "qemu-system-arm",
     "gcc": "gcc",
 }
