@@ -282,9 +282,11 @@ def test_missing_tools_name_the_debian_package(tmp_path, monkeypatch):
         cortexm.build([src], "cortex-m3", tmp_path)
 
 
-def test_unknown_core_is_a_user_error(tmp_path):
+def test_unknown_core_and_missing_elf_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="cortex-m99"):
         cortexm.build([], "cortex-m99", tmp_path)
+    with pytest.raises(UserError, match="nothere.elf"):
+        cortexm.run(tmp_path / "nothere.elf", "cortex-m4")
 
 
 def test_cortex_m0_build_is_armv6m(tmp_path):

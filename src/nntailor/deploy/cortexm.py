@@ -99,6 +99,7 @@ class RunResult:
     exit_code: int
     stdout_bytes: bytes
     instructions: int | None  # executed instructions (not cycles); None when not counted
+    stderr: bytes = b""  # QEMU's own messages (a kernel it could not load, a bad option)
 
 
 def core_spec(core: str) -> Core:
@@ -203,6 +204,8 @@ def run(elf: str | Path, core: str, stdin_bytes: bytes | None = None, timeout: f
     """Run an ELF on the core's QEMU board; ``count`` adds the instruction-counting plugin."""
     spec = core_spec(core)
     qemu = tool("qemu-system-arm")
+    if not Path(elf).is_file():
+        raise UserError(f"ELF file {str(elf)!r} not found")
     cmd = [qemu, "-M", spec.machine, *QEMU_FLAGS]
     with tempfile.TemporaryDirectory(prefix="nntailor-qemu-") as tmp:
         log = Path(tmp) / "plugin.log"
@@ -221,11 +224,15 @@ def run(elf: str | Path, core: str, stdin_bytes: bytes | None = None, timeout: f
                 raise RuntimeError(f"the QEMU plugin wrote no count (exit {done.returncode}): "
                                    f"{done.stderr.decode(errors='replace')}")
             instructions = int(found.group(1))
-    return RunResult(done.returncode, done.stdout, instructions)
+    return RunResult(done.returncode, done.stdout, instructions, done.stderr)
 
 
 def insn_count(elf: str | Path, core: str, stdin_bytes: bytes | None = None, timeout: float = 60.0) -> int:
-    """Executed instructions of one run, reset to exit (labelled instructions, not cycles)."""
+    """Executed instructions of one run, reset to exit (labelled instructions, not cycles).
+
+    The count includes startup, stdio and exit. For instructions per inference run the same ELF twice,
+    with one and with two inferences (the count on stdin, say), and subtract: everything else cancels.
+    """
     instructions = run(elf, core, stdin_bytes, timeout, count=True).instructions
     assert instructions is not None
     return instructions
