@@ -314,3 +314,33 @@ def test_fault_exits_instead_of_hanging(tmp_path):
     # the startup's handler exits with 134, so a crashed program never runs into the timeout.
     elf = cortexm.build([_write(tmp_path, "fault.c", FAULT_C)], "cortex-m4", tmp_path)
     assert cortexm.run(elf, "cortex-m4", timeout=20).exit_code == 134
+
+
+FLOATS_A = np.random.default_rng(3).standard_normal(16).astype(np.float32)
+FLOATS_B = np.random.default_rng(4).standard_normal(16).astype(np.float32)
+
+FLOAT_C = f"""
+    #include <stdio.h>
+    static const float a[16] = {{{", ".join(f"{v!r}f" for v in FLOATS_A.tolist())}}};
+    static const float b[16] = {{{", ".join(f"{v!r}f" for v in FLOATS_B.tolist())}}};
+    int main(void) {{
+        volatile float acc = 0.0f;  /* volatile: one rounded product and sum per step, in this order */
+        for (int i = 0; i < 16; i++) acc = acc + a[i] * b[i];
+        float out = acc;
+        fwrite(&out, sizeof out, 1, stdout);
+        return 0;
+    }}
+"""
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7", "cortex-m55"])
+def test_fpu_enabled_and_ieee_single(core, tmp_path):
+    # Without the startup's CPACR write the first VMUL is a NOCP UsageFault: exit 134, not the bytes.
+    elf = cortexm.build([_write(tmp_path, "float.c", FLOAT_C)], core, tmp_path)
+    dis = subprocess.run([_need("arm-none-eabi-objdump"), "-d", str(elf)], capture_output=True, text=True).stdout
+    assert re.search(r"\svmul\.f32\s", dis)
+    acc = np.float32(0)
+    for x, y in zip(FLOATS_A, FLOATS_B, strict=True):
+        acc = np.float32(acc + np.float32(x * y))
+    result = cortexm.run(elf, core)
+    assert (result.exit_code, result.stdout_bytes) == (0, acc.astype("<f4").tobytes())
