@@ -129,20 +129,23 @@ LOOP_C = """
 
 
 def _loop_body_length(elf: Path) -> int:
-    """Instructions from the target of spin's backward branch to that branch, read from objdump."""
+    """Instructions from the target of spin's backward branch to that branch, read from objdump.
+
+    The branch is a conditional B, or on ARMv8.1-M the low-overhead loop end `le lr, target`.
+    """
     dis = subprocess.run([_need("arm-none-eabi-objdump"), "-d", "--no-show-raw-insn", str(elf)],
                          capture_output=True, text=True, check=True).stdout
     body = dis.split("<spin>:\n", 1)[1].split("\n\n", 1)[0]
     insns = [(int(m.group(1), 16), m.group(2)) for m in re.finditer(r"^\s*([0-9a-f]+):\s+(.*)$", body, re.M)]
-    branches = [(addr, int(t.group(1), 16)) for addr, text in insns
-                if (t := re.match(r"b(?:ne|cc|lo|cs|hs|hi|ls|gt|lt|ge|le|eq)(?:\.n|\.w)?\s+([0-9a-f]+)", text))]
+    branch = re.compile(r"(?:b(?:ne|cc|lo|cs|hs|hi|ls|gt|lt|ge|le|eq)(?:\.n|\.w)?|le\s+lr,)\s+([0-9a-f]+)")
+    branches = [(addr, int(t.group(1), 16)) for addr, text in insns if (t := branch.match(text))]
     back = [(addr, target) for addr, target in branches if target < addr]
     assert len(back) == 1, body
     addr, target = back[0]
     return sum(1 for a, _ in insns if target <= a <= addr)
 
 
-@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m4"])
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m4", "cortex-m55"])
 def test_instruction_count_grows_by_loop_body(core, tmp_path):
     elf = cortexm.build([_write(tmp_path, "loop.c", LOOP_C)], core, tmp_path)
     n = 1000

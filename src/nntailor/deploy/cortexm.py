@@ -9,7 +9,9 @@ main's return value becomes QEMU's exit code (``SYS_EXIT_EXTENDED``, so only its
 
 Instructions per inference come from a small TCG plugin (``deploy/cortexm/insn_count.c``, built with the
 host gcc into a cache folder): executed guest instructions, not cycles. QEMU models no pipeline, caches
-or wait states, so the count is an ISA-level figure, the same on every board that runs the same code.
+or wait states, so the count is an ISA-level figure, the same on every board that runs the same code. On
+ARMv8.1-M (M55) gcc ends counted loops with the low-overhead `LE`; QEMU executes it every iteration, where the
+architecture lets silicon with a loop cache skip it, so the M55 figure can exceed the core's by one per trip.
 
 Cortex-M0 has no board of its own in QEMU 7.2's MPS2 family, and those boards accept only their own
 CPU. The M0 build uses ``-mcpu=cortex-m0`` (ARMv6-M, a subset of the ARMv7-M Thumb ISA) and runs on
