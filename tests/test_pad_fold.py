@@ -135,3 +135,12 @@ def test_the_asymmetric_pad_costs_its_buffer_in_the_arena():
 
     assert analyze(Net((1, 0, 1, 0)), (1, 3, 16, 16), "stm32l476").totals["peak_sram_bytes"] == 1648
     assert analyze(Net((0, 1, 0, 1)), (1, 3, 16, 16), "stm32l476").totals["peak_sram_bytes"] == 1280
+
+
+def test_a_conv_that_absorbed_a_pad_reads_the_unpadded_tensor():
+    # the padded taps are skipped, never loaded: int8, 3x32x32 in (3,072 B), 8x16x16 out (2,048 B)
+    model = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 8, 3, stride=2)).eval()
+    report = analyze(model, (1, 3, 32, 32), "stm32l476", bits=8)
+    conv = report.layer("1")
+    assert conv.act_bytes == 3 * 32 * 32 + 8 * 16 * 16
+    assert conv.input_shape == [1, 3, 33, 33]  # the captured shape stays what the module was given

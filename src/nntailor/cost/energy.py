@@ -33,16 +33,16 @@ class Traffic:
 
 def traffic(
     layer: Layer, target: Target, w_bits: int, a_bits: int, mac_count: int,
-    nonzero_counts: dict[str, int] | None = None, out_bits: int | None = None,
+    nonzero_counts: dict[str, int] | None = None, out_bits: int | None = None, reads: int | None = None,
 ) -> Traffic:
     """Bytes moved per memory level: inputs at ``a_bits``, outputs at ``out_bits`` (default ``a_bits``). With
     ``nonzero_counts`` (zero-skipping targets) weights move compressed: each non-zero with its
-    ``sparse_index_bits`` index."""
+    ``sparse_index_bits`` index. ``reads``: input elements, when not the layer's input (a folded pad)."""
     w_bytes = metrics.weight_bytes(layer, w_bits, shared=True)  # a shared module reads its weights again
     if nonzero_counts is not None:  # compressed when that is smaller: dense layers pay no index overhead
         nonzero = sum(nonzero_counts.get(k, 0) for k in layer.all_weights)
         w_bytes = min(w_bytes, nonzero * (w_bits + target.compute.sparse_index_bits) / 8)
-    in_elems, out_elems = metrics.act_elements(layer)
+    in_elems, out_elems = metrics.act_elements(layer, reads)
     if layer.op == "embedding":  # only the looked-up rows are read
         w_bytes = min(w_bytes, out_elems * w_bits // 8)
     out_bits = a_bits if out_bits is None else out_bits
@@ -68,6 +68,7 @@ def layer_energy(
     ops: int | None = None,
     moved: Traffic | None = None,
     arith: str = "mul",
+    reads: int | None = None,
 ) -> dict[str, float]:
     """Energy in pJ split into ``compute`` and one entry per memory level (``opal``: ``memory``).
 
@@ -80,7 +81,7 @@ def layer_energy(
     ops = metrics.other_ops(layer) if ops is None else ops
     model = model or target.energy.model
     if model == "opal":
-        in_elems, out_elems = metrics.act_elements(layer)
+        in_elems, out_elems = metrics.act_elements(layer, reads)
         unit = target.energy.mac(dtype)
         return {
             "compute": mac_count * unit,

@@ -210,11 +210,12 @@ def flash_bytes(layer: Layer, bits: int) -> int:
     return total
 
 
-def act_elements(layer: Layer) -> tuple[int, int]:
-    """Activation elements read and written (alias ops move nothing; parameters are not activations)."""
+def act_elements(layer: Layer, reads: int | None = None) -> tuple[int, int]:
+    """Activation elements read and written (alias ops move nothing; parameters are not activations).
+    ``reads`` overrides the input count: a conv that absorbed a zero pad reads the unpadded tensor."""
     if layer.op in ALIAS_KINDS:
         return 0, 0
-    return layer.activation_input_numel, layer.output_numel
+    return layer.activation_input_numel if reads is None else reads, layer.output_numel
 
 
 def arith_intensity(layer: Layer) -> float:

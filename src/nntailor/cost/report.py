@@ -236,6 +236,8 @@ def analyze(
     fused = fused_layers(graph)
     by_name = {layer.name: layer for layer in graph.layers}
     bn_hosts = {host for name, host in fused.items() if by_name[name].op == "batchnorm"}
+    # a conv that absorbed a zero pad reads the unpadded tensor (its padded taps are skipped, never loaded)
+    unpadded = {host: by_name[name].activation_input_numel for name, host in fused.items() if by_name[name].op == "pad"}
     # a graph input named in buffer_bits (or layer_bits) is stored at that activation width
     stored = dict(buffer_bits or {})
     act_bits_of = {name: stored.get(name, per_layer[name][1] if name in per_layer else a_bits)
@@ -267,13 +269,14 @@ def analyze(
         m, ops = metrics.macs(layer), metrics.other_ops(layer)
         nz = metrics.nz_macs(layer, counts)
         executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
+        in_reads = unpadded.get(layer.name)
         t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None,
-                    out_bits=out_bits)
+                    out_bits=out_bits, reads=in_reads)
         arith = arith_of.get(layer.name) or arith_of.get(layer.module) or "mul"
         energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t,
-                              arith=arith)
+                              arith=arith, reads=in_reads)
         timing = layer_timing(layer, tgt, wb, ab, executed, t, ops)
-        reads, writes = metrics.act_elements(layer)
+        reads, writes = metrics.act_elements(layer, in_reads)
         layers.append(
             LayerCost(
                 name=layer.name,
