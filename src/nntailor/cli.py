@@ -95,7 +95,7 @@ def compress(
     tgt = load_target(target)
     steps = load_recipe(recipe)
     datasets = load_dataset(data, seed=seed)
-    loaded = load_model(model)
+    loaded = load_model(model, seed=seed)  # initial weights from --seed too, not from whatever ran before
     result = compress_model(loaded.model, steps, datasets, tgt, out, bits=bits, seed=seed, progress=progress,
                             name=loaded.name)
     render_compression(result, _console())
