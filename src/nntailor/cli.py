@@ -105,9 +105,10 @@ def compress(
 @app.command()
 def targets() -> None:
     """List the shipped hardware targets."""
-    from nntailor.targets import catalog, load
+    # from the loader: once any load() has imported the catalog/ data subpackage, it shadows the package's catalog()
+    from nntailor.targets.loader import catalog, load
 
-    console = Console()
+    console = _console()
     for name in catalog():
         console.print(f"{name:<14} {load(name).description}")
 
@@ -117,7 +118,7 @@ def zoo() -> None:
     """List the zoo models (use as zoo:NAME)."""
     from nntailor import zoo as zoo_module
 
-    console = Console()
+    console = _console()
     for name in zoo_module.names():
         shape = "x".join(map(str, zoo_module.input_shape(name)))
         console.print(f"zoo:{name:<16} input {shape}")
@@ -126,6 +127,14 @@ def zoo() -> None:
 def _console() -> Console:
     # Piped output would otherwise be cut to 80 columns and the per-layer table wrapped to pieces.
     return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _usage_message(exc: TyperException) -> str:
+    """Click's first line of a usage error, without its "(Possible options: --bits)" guess for an unknown flag:
+    difflib's closest name is mostly noise (``--bogus`` -> ``--bits``); ``--help`` lists the real ones."""
+    if getattr(exc, "option_name", None) is not None and getattr(exc, "possibilities", None):
+        return exc.message  # NoSuchOption (vendored by typer as a private class): the message alone
+    return exc.format_message()
 
 
 def _fail(message: str) -> int:
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
         if debug:
             raise
-        return _fail(exc.format_message().splitlines()[0])
+        return _fail(_usage_message(exc).splitlines()[0])
     except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted")
     return code if isinstance(code, int) else 0
