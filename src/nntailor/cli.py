@@ -113,7 +113,7 @@ def compress(
     tgt = load_target(target)
     steps = load_recipe(recipe)
     datasets = load_dataset(data, seed=seed)
-    loaded = load_model(model)
+    loaded = load_model(model, seed=seed)  # initial weights from --seed too, not from whatever ran before
     result = compress_model(loaded.model, steps, datasets, tgt, out, bits=bits, seed=seed, progress=progress,
                             name=loaded.name)
     render_compression(result, _console())
@@ -123,9 +123,10 @@ def compress(
 @app.command()
 def targets() -> None:
     """List the shipped hardware targets."""
-    from nntailor.targets import catalog, load
+    # from the loader: once any load() has imported the catalog/ data subpackage, it shadows the package's catalog()
+    from nntailor.targets.loader import catalog, load
 
-    console = Console()
+    console = _console()
     for name in catalog():
         console.print(f"{name:<14} {load(name).description}")
 
@@ -135,7 +136,7 @@ def zoo() -> None:
     """List the zoo models (use as zoo:NAME)."""
     from nntailor import zoo as zoo_module
 
-    console = Console()
+    console = _console()
     for name in zoo_module.names():
         shape = "x".join(map(str, zoo_module.input_shape(name)))
         console.print(f"zoo:{name:<16} input {shape}")
@@ -147,6 +148,14 @@ def _console() -> Console:
 
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+
+
+def _usage_message(exc: TyperException) -> str:
+    """Click's first line of a usage error, without its "(Possible options: --bits)" guess for an unknown flag:
+    difflib's closest name is mostly noise (``--bogus`` -> ``--bits``); ``--help`` lists the real ones."""
+    if getattr(exc, "option_name", None) is not None and getattr(exc, "possibilities", None):
+        return exc.message  # NoSuchOption (vendored by typer as a private class): the message alone
+    return exc.format_message()
 
 
 def _fail(message: str) -> int:
@@ -167,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
         if debug:
             raise
-        return _fail(exc.format_message().splitlines()[0])
+        return _fail(_usage_message(exc).splitlines()[0])
     except typer.Abort as exc:
         # click turns an EOFError into Abort too (meant for a prompt at end of input): anything but Ctrl-C is
         # a failure of its own, reported as itself, never as "interrupted"

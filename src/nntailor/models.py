@@ -16,6 +16,7 @@ import torch.nn as nn
 from nntailor import zoo
 from nntailor.errors import UserError
 from nntailor.graph.types import Shape
+from nntailor.seeding import seed_everything
 
 
 @dataclass
@@ -132,7 +133,11 @@ def _from_file(spec: str) -> LoadedModel:
     return LoadedModel(model, attr, shape)
 
 
-def load_model(spec: str) -> LoadedModel:
+def load_model(spec: str, seed: int | None = None) -> LoadedModel:
+    """Build the model ``spec`` names; with ``seed``, every RNG is seeded first, so the initial weights (of a zoo
+    model, or whatever a user's file draws at import or in its factory) are the same in every run."""
+    if seed is not None:
+        seed_everything(seed)
     if spec.startswith("zoo:"):
         name, options = zoo.parse_spec(spec.removeprefix("zoo:"))
         return LoadedModel(zoo.get(name, **options), spec.removeprefix("zoo:"), zoo.input_shape(name, **options))

@@ -12,7 +12,6 @@ checkpoint path resumes from it, skipping the batches it already did (the epoch'
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nntailor.atomic import write_atomic
 from nntailor.errors import UserError
+from nntailor.seeding import seed_everything
 
 
 class TrainConfig(BaseModel):
@@ -89,12 +89,6 @@ class TrainResult:
     epochs_done: int
     losses: list[float] = field(default_factory=list)
     resumed_from_step: int = 0
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 512) -> float:

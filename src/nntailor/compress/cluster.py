@@ -61,6 +61,7 @@ def kmeans_share(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(centroids of shape 2^bits, index per weight with -1 for zeros); zeros are not clustered."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     w = weight.detach().double().numpy().ravel()
     nz = w != 0
@@ -70,7 +71,10 @@ def kmeans_share(
     if len(values) == 0:
         return torch.zeros(0), torch.from_numpy(index).view(weight.shape)
     start = _initial_centroids(values, k, init, np.random.default_rng(seed)).reshape(-1, 1)
-    km = KMeans(n_clusters=k, init=start, n_init=1, random_state=seed).fit(values.reshape(-1, 1))
+    # One OpenMP thread: scikit-learn's Lloyd step adds each thread's partial centroid sums under a lock, in
+    # whichever order the threads arrive, so with 3+ threads the float sums (and the centroids) vary run to run.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        km = KMeans(n_clusters=k, init=start, n_init=1, random_state=seed).fit(values.reshape(-1, 1))
     index[nz] = km.labels_
     return torch.from_numpy(km.cluster_centers_.ravel()).to(weight.dtype), torch.from_numpy(index).view(weight.shape)
 

@@ -61,7 +61,8 @@ def _median_time(fn, repeats: int) -> float:
 
 def csr_speedup(layer: nn.Linear, batch: int = 1, repeats: int = 15) -> float:
     """Dense time / CSR time for this layer at ``batch``, measured here and now."""
-    x = torch.randn(batch, layer.in_features)
+    # its own generator: a timing probe must not move the global RNG that later seeded steps draw from
+    x = torch.randn(batch, layer.in_features, generator=torch.Generator().manual_seed(0))
     sparse = SparseLinear(layer).eval()
     with torch.no_grad():
         dense = _median_time(lambda: F.linear(x, layer.weight, layer.bias), repeats)
