@@ -27,6 +27,22 @@ def test_help_does_not_import_torch():
     assert "compress" in proc.stdout and "analyze" in proc.stdout
 
 
+LISTING_WITHOUT_TORCH = """
+import sys
+import nntailor.cli
+codes = [nntailor.cli.main(["zoo"]), nntailor.cli.main(["targets"])]
+print("torch" in sys.modules, *codes, file=sys.stderr)
+"""
+
+
+def test_zoo_and_targets_do_not_import_torch():
+    # listing needs names and default shapes only; a model module (and torch) loads when a model is built
+    proc = subprocess.run([sys.executable, "-c", LISTING_WITHOUT_TORCH], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.split() == ["False", "0", "0"]
+    assert "zoo:ds_cnn" in proc.stdout and "stm32l476" in proc.stdout
+
+
 def test_public_names_resolve_lazily():
     import nntailor
 

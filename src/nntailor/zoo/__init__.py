@@ -15,25 +15,31 @@ Every model can be traced by ``torch.fx.symbolic_trace``. Bad names, options and
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from nntailor.errors import UserError
 from nntailor.hostmem import check_param_bytes
-from nntailor.zoo import classic, lenet, mobilenet, resnet, shift, shufflenet, squeezenet, tiny
 from nntailor.zoo._common import check_num_classes, check_resolution, check_width
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["get", "input_shape", "names", "parse_spec"]
 
 
 @dataclass(frozen=True)
 class _Entry:
-    factory: Callable[..., nn.Module]
+    where: str  # "module:function" in nntailor.zoo, imported on first use: listing the zoo needs no torch
     input_shape: tuple[int, ...]  # default, batch 1 included
+
+    @property
+    def factory(self) -> Callable[..., nn.Module]:
+        module, _, function = self.where.partition(":")
+        return getattr(importlib.import_module(f"nntailor.zoo.{module}"), function)
 
     @property
     def options(self) -> list[str]:
@@ -43,24 +49,24 @@ class _Entry:
 _IMAGENET = (1, 3, 224, 224)
 
 _REGISTRY: dict[str, _Entry] = {
-    "lenet300": _Entry(lenet.lenet300, (1, 1, 28, 28)),
-    "lenet5": _Entry(lenet.lenet5, (1, 1, 28, 28)),
-    "alexnet": _Entry(classic.alexnet, (1, 3, 227, 227)),
-    "vgg16": _Entry(classic.vgg16, _IMAGENET),
-    "googlenet": _Entry(classic.googlenet, _IMAGENET),
-    "resnet18": _Entry(resnet.resnet18, _IMAGENET),
-    "resnet50": _Entry(resnet.resnet50, _IMAGENET),
-    "resnet50_v1": _Entry(resnet.resnet50_v1, _IMAGENET),
-    "mobilenet_v1": _Entry(mobilenet.mobilenet_v1, _IMAGENET),
-    "mobilenet_v2": _Entry(mobilenet.mobilenet_v2, _IMAGENET),
-    "squeezenet1_0": _Entry(squeezenet.squeezenet1_0, _IMAGENET),
-    "squeezenet1_1": _Entry(squeezenet.squeezenet1_1, _IMAGENET),
-    "shufflenet_v2": _Entry(shufflenet.shufflenet_v2, _IMAGENET),
-    "shiftnet": _Entry(shift.shiftnet, (1, 3, 32, 32)),
-    "ds_cnn": _Entry(tiny.ds_cnn, (1, 1, 49, 10)),
-    "resnet8": _Entry(tiny.resnet8, (1, 3, 32, 32)),
-    "vww_mobilenet": _Entry(tiny.vww_mobilenet, (1, 3, 96, 96)),
-    "ad_autoencoder": _Entry(tiny.ad_autoencoder, (1, 640)),
+    "lenet300": _Entry("lenet:lenet300", (1, 1, 28, 28)),
+    "lenet5": _Entry("lenet:lenet5", (1, 1, 28, 28)),
+    "alexnet": _Entry("classic:alexnet", (1, 3, 227, 227)),
+    "vgg16": _Entry("classic:vgg16", _IMAGENET),
+    "googlenet": _Entry("classic:googlenet", _IMAGENET),
+    "resnet18": _Entry("resnet:resnet18", _IMAGENET),
+    "resnet50": _Entry("resnet:resnet50", _IMAGENET),
+    "resnet50_v1": _Entry("resnet:resnet50_v1", _IMAGENET),
+    "mobilenet_v1": _Entry("mobilenet:mobilenet_v1", _IMAGENET),
+    "mobilenet_v2": _Entry("mobilenet:mobilenet_v2", _IMAGENET),
+    "squeezenet1_0": _Entry("squeezenet:squeezenet1_0", _IMAGENET),
+    "squeezenet1_1": _Entry("squeezenet:squeezenet1_1", _IMAGENET),
+    "shufflenet_v2": _Entry("shufflenet:shufflenet_v2", _IMAGENET),
+    "shiftnet": _Entry("shift:shiftnet", (1, 3, 32, 32)),
+    "ds_cnn": _Entry("tiny:ds_cnn", (1, 1, 49, 10)),
+    "resnet8": _Entry("tiny:resnet8", (1, 3, 32, 32)),
+    "vww_mobilenet": _Entry("tiny:vww_mobilenet", (1, 3, 96, 96)),
+    "ad_autoencoder": _Entry("tiny:ad_autoencoder", (1, 640)),
 }
 
 # Value checks for options, run by input_shape() too (the factories check again when they build).
@@ -76,10 +82,15 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
-def _lookup(name: str, options: dict[str, object]) -> _Entry:
+def _known(name: str) -> _Entry:
     entry = _REGISTRY.get(name)
     if entry is None:
         raise UserError(f"unknown zoo model {name!r}; valid names: {', '.join(_REGISTRY)}")
+    return entry
+
+
+def _lookup(name: str, options: dict[str, object]) -> _Entry:
+    entry = _known(name)
     valid = entry.options
     for key, value in options.items():
         if key not in valid:
@@ -94,6 +105,8 @@ def _lookup(name: str, options: dict[str, object]) -> _Entry:
 def param_bytes(name: str, **options: object) -> int:
     """Bytes of the parameters and buffers of zoo model ``name``, from a build on the meta device (shapes
     only: no memory is allocated and no initializer runs)."""
+    import torch
+
     entry = _lookup(name, options)
     with torch.device("meta"):
         model = entry.factory(**options)
@@ -118,7 +131,7 @@ def input_shape(name: str, **options: object) -> tuple[int, ...]:
 
     A ``resolution`` option (mobilenet_v1) sets the spatial size.
     """
-    entry = _lookup(name, options)
+    entry = _lookup(name, options) if options else _known(name)
     shape = entry.input_shape
     if "resolution" in options:
         r = check_resolution(options["resolution"])
