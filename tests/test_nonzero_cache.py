@@ -88,3 +88,17 @@ def test_cache_does_not_keep_models_alive():
     del model
     gc.collect()
     assert ref() is None and weight_ref() is None
+
+
+def test_the_fast_count_agrees_with_torch_on_every_kind_of_tensor(monkeypatch):
+    from nntailor.cost import metrics
+
+    monkeypatch.setattr(metrics, "_CHUNK", 7)  # chunk boundaries inside these small tensors
+    torch.manual_seed(0)
+    special = torch.tensor([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-45, -1e-45, 3.0])
+    w = torch.randn(13, 9)
+    w[w.abs() < 0.6] = 0
+    cases = [special, w, w.t(), w.double(), w[:, ::2], w.half(), (w * 100).to(torch.int8), w != 0,
+             torch.zeros(0), torch.zeros(5, 0)]
+    for t in cases:
+        assert metrics._count(t) == int(torch.count_nonzero(t)), t.dtype

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -130,16 +131,31 @@ def _state(t: torch.Tensor) -> tuple:
     return t._version, t.data_ptr(), t.shape, t.stride(), t.dtype, t.device
 
 
+_CHUNK = 1 << 24  # elements per pass: the temporary bool array stays at 16 MiB
+
+
+def _count(t: torch.Tensor) -> int:
+    """Non-zero elements. At one thread torch's count is ~15x slower on a pruned tensor than on a dense one
+    (102M float32 weights, 38% zeros: 840 ms against 51 ms: a data-dependent branch per element); numpy's
+    cast to bool and count of the bools take ~55 ms either way, so contiguous CPU floats are counted there,
+    in chunks. -0.0 casts to False and NaN to True, as ``torch.count_nonzero`` counts them."""
+    t = t.detach()
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) or not t.is_contiguous():
+        return int(torch.count_nonzero(t))
+    flat = t.numpy().reshape(-1)
+    return sum(int(np.count_nonzero(flat[i:i + _CHUNK].astype(bool))) for i in range(0, flat.size, _CHUNK))
+
+
 def count_nonzero(t: torch.Tensor) -> int:
     """``torch.count_nonzero(t)``, recounted only when ``t`` may have changed since it was last counted."""
     try:
         state = _state(t)
     except RuntimeError:  # inference-mode tensors have no version counter: nothing to key on
-        return int(torch.count_nonzero(t.detach()))
+        return _count(t)
     cached = _COUNTS.get(t)
     if cached is not None and cached[0] == state:
         return cached[1]
-    count = int(torch.count_nonzero(t.detach()))
+    count = _count(t)
     _COUNTS[t] = (state, count)
     return count
 
