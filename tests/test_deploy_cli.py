@@ -140,6 +140,58 @@ def test_deploy_from_a_compress_folder_rebuilds_the_pruned_model_exactly(tmp_pat
     assert report["model"] == "lenet5" and report["checks"]["tflite"]["bit_exact"] is True
 
 
+def _compress(tmp_path: Path, steps_yaml: list[dict]) -> tuple[Path, torch.nn.Module]:
+    """A real ``nntailor compress`` output folder of zoo:lenet5 on MNIST, and the same recipe run in memory."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"steps": steps_yaml}))
+    steps = load_recipe(recipe)
+    data, target = load_dataset("mnist"), load_target("stm32l476")
+    torch.manual_seed(3)
+    model = zoo.get("lenet5")
+    expected = run_recipe(copy.deepcopy(model), steps, Context(train=data.train, test=data.test,
+                                                               input_shape=data.input_shape, target=target))
+    folder = tmp_path / "compressed"
+    compress_model(model, steps, data, target, folder, name="lenet5", progress=False)
+    return folder, expected.eval()
+
+
+def test_a_compress_folder_that_quantized_is_rebuilt_with_its_ranges(tmp_path: Path, capsys) -> None:
+    folder, expected = _compress(tmp_path, [
+        {"step": "prune_channels", "sparsity": 0.5, "input_shape": [1, 1, 28, 28]}, {"step": "quantize"}])
+    rebuilt, _, _ = run_deploy.rebuild_compressed(folder)
+    x = load_dataset("mnist").test.tensors[0][:8]
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), expected(x))
+    saved = rebuilt.features[0].input_quant
+    assert float(saved.scale) == float(expected.features[0].input_quant.scale)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "deploy", str(folder), "--target", "stm32l476", "--calib", "mnist", "--out",
+                       str(out), "--format", "tflite")
+    assert code == 0, err
+    report = _report(out)
+    assert report["checks"]["tflite"]["bit_exact"] is True
+    # the deployed input tensor is quantized with the range compress calibrated, not a new one
+    import tflite_micro.python.tflite_micro.runtime as runtime
+
+    details = runtime.Interpreter.from_bytes((out / "model.tflite").read_bytes()).get_input_details(0)
+    assert np.float32(details["quantization_parameters"]["scales"][0]) == np.float32(float(saved.scale))
+    assert details["quantization_parameters"]["zero_points"][0] == int(saved.zero_point)
+
+
+def test_a_compress_folder_whose_modules_were_replaced_is_refused(tmp_path: Path, capsys) -> None:
+    folder, _ = _compress(tmp_path, [{"step": "low_rank", "energy": 0.5, "layers": ["classifier.0"]}])
+    line = _fails(capsys, tmp_path, str(folder), "--target", "stm32l476", "--calib", "mnist")
+    assert "does not fit lenet5 after its recipe (low_rank)" in line
+
+
+def test_a_compress_folder_of_a_model_file_is_refused(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "compressed"
+    folder.mkdir()
+    (folder / "compress.json").write_text(json.dumps({"model": "make", "steps": []}))
+    line = _fails(capsys, tmp_path, str(folder), "--target", "stm32l476", "--calib", "mnist")
+    assert "'make' is not a zoo model" in line
+
+
 def test_deploy_writes_only_the_formats_asked_for(files: Path, capsys) -> None:
     out = files / "out"
     code, _, err = run(capsys, "deploy", f"{files}/net.py:small", "--target", "stm32l476", "--calib", "digits",

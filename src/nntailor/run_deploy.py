@@ -109,9 +109,10 @@ def check_out(out: Path, overwrite: bool) -> None:
 def rebuild_compressed(folder: Path) -> tuple[nn.Module, str, Shape]:
     """The model a ``nntailor compress`` run in ``folder`` wrote, rebuilt without unpickling anything.
 
-    The zoo spec recorded in compress.json is built again; every conv, linear and batch norm is then resized
-    to its tensors' shapes in model.safetensors (structured pruning removes channels, nothing else changes the
-    modules' kinds), and the state dict is loaded strictly, so any other difference is refused by name."""
+    The zoo spec recorded in compress.json is built again; every conv, linear and batch norm is resized to its
+    tensors' shapes in model.safetensors (what structured pruning changes), the recipe's ``quantize`` steps
+    are replayed (they swap in fake-quantized layers), and the state dict is loaded strictly, so any other
+    structural change (a step that replaces modules otherwise) is refused by name."""
     from safetensors.torch import load_file
 
     from nntailor import zoo
@@ -132,6 +133,7 @@ def rebuild_compressed(folder: Path) -> tuple[nn.Module, str, Shape]:
     state = load_file(str(weights))
     model = loaded.model
     _resize(model, state)
+    model = _replay_quantize(model, run.get("steps", []), loaded.input_shape)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -140,6 +142,23 @@ def rebuild_compressed(folder: Path) -> tuple[nn.Module, str, Shape]:
         raise UserError(f"{folder}: model.safetensors does not fit {spec} after its recipe ({steps}): "
                         f"{first[0].strip()}") from None
     return model.eval(), spec, loaded.input_shape
+
+
+def _replay_quantize(model: nn.Module, steps: list[dict[str, Any]], input_shape: Shape) -> nn.Module:
+    """Swap in the fake-quantized layers each recorded ``quantize`` step made. Their calibration here runs on
+    stand-in inputs only to leave the quantizers calibrated: the strict load that follows replaces every range
+    (scale, zero point, learned step) by the saved one."""
+    from torch.utils.data import TensorDataset
+
+    from nntailor.compress.base import Context, apply
+    from nntailor.compress.quant.ptq import QuantizeConfig
+
+    stand_in = torch.rand((4, *input_shape[1:]), generator=torch.Generator().manual_seed(0))
+    context = Context(train=TensorDataset(stand_in, torch.zeros(4, dtype=torch.long)))
+    for step in steps:
+        if step.get("step") == "quantize":
+            model = apply(model, QuantizeConfig.model_validate(step), context)
+    return model
 
 
 @torch.no_grad()
