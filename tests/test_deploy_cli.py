@@ -210,7 +210,8 @@ def _fails(capsys, files: Path, *args: str, out: Path | None = None) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert not any((out / name).exists() for name in ("model.tflite", "model.onnx", "report.json"))
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder
+    for folder in {files, out.parent}:  # no temporary folder left
+        assert not folder.is_dir() or not [p for p in folder.iterdir() if p.name.startswith(".")]
     return lines[0]
 
 
@@ -309,3 +310,12 @@ def test_an_interrupted_deploy_leaves_nothing(files: Path, monkeypatch) -> None:
         run_deploy.deploy_model(f"{files}/net.py:small", "stm32l476", "digits", out)
     assert not out.exists()
     assert not [p for p in files.iterdir() if p.name.startswith(".")]
+
+
+def test_an_out_under_a_file_is_refused_before_any_work(files: Path, capsys) -> None:
+    (files / "plain").write_text("x")
+    line = _fails(capsys, files, "zoo:lenet5", "--target", "stm32l476", "--calib", "mnist",
+                  out=files / "plain" / "out")
+    assert "plain" in line and "is a file" in line
+    line = _fails(capsys, files, "zoo:lenet5", "--target", "stm32l476", "--calib", "mnist", out=files / "plain")
+    assert "is a file, not a folder" in line

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from nntailor.atomic import check_writable_dir
 from nntailor.deploy.intmodel import IntModel
 from nntailor.errors import UserError
 from nntailor.graph.types import Shape
@@ -96,6 +97,8 @@ def check_out(out: Path, overwrite: bool) -> None:
     """An --out that exists must be empty, or ours (its report.json has our marker), or --overwrite given."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    # the temporary folder is made beside --out: its parent must take files, checked before any long work
+    check_writable_dir(out.parent.resolve(), "the folder of --out")
     if not out.exists() or overwrite or not any(out.iterdir()):
         return
     try:
