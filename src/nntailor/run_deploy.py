@@ -31,6 +31,7 @@ from nntailor.targets import Target
 
 MARKER = "nntailor deploy"  # report.json's "producer": what makes an existing --out folder ours
 REPORT = "report.json"
+CALIB_SAMPLES = 512  # what build_int_model observes (8 batches of 64): the report says what was used
 CHECK_SAMPLES = 16  # inputs every artifact is run on against the reference
 LAYER_SAMPLES = 4  # of those, inputs TFLM is run on with every intermediate tensor kept (per-layer check)
 
@@ -278,6 +279,7 @@ def deploy_model(
     if not shape:
         raise UserError(f"{model_spec}: give --input-shape (e.g. 1,1,20,16); the model has no default")
     calibration, check_inputs = load_calibration(calib, shape)
+    calibration = calibration[:CALIB_SAMPLES]
     report = analyze(model, shape, tgt, bits=8, name=name)
     if not report.fits and not force:
         raise _fit_error(report.violations, tgt.name)
