@@ -1,0 +1,57 @@
+"""Rich tables for a deploy result dictionary (``run_deploy.deploy_model``): checks per layer and the costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nntailor.report.format import format_time
+
+
+def _b(n: int) -> str:
+    return f"{n:,} B"  # exact: these are set beside each other
+
+
+def _yes(flag: bool | None) -> str:
+    return "-" if flag is None else "yes" if flag else "[red]NO[/red]"
+
+
+def render_deploy(result: dict[str, Any], console: Console) -> None:
+    checks = result["checks"]
+    tflite, onnx = checks.get("tflite"), checks.get("onnx")
+    table = Table(title=f"{result['model']} deployed for {result['target']} (bit-exact against our reference)")
+    table.add_column("layer")
+    table.add_column("TFLM", justify="right")
+    if onnx:
+        table.add_column("onnxruntime (differ / max LSB)", justify="right")
+    names = list((tflite or onnx or {"layers": {}})["layers"])
+    for name in names:
+        row = [name, _yes(tflite["layers"].get(name) if tflite else None)]
+        if onnx:
+            layer = onnx["layers"][name]
+            row.append(f"{layer['kind']}: {layer['differ']}/{layer['values']}, max {layer['max_lsb']}")
+        table.add_row(*row)
+    console.print(table)
+    if tflite:
+        console.print(f"TFLM output bit-exact over {tflite['samples']} inputs (every layer over "
+                      f"{tflite['layer_samples']}): {_yes(tflite['bit_exact'])}")
+    if onnx:
+        for name, out in onnx["outputs"].items():
+            console.print(f"onnxruntime output {name}: {out['differ']} of {out['values']} values differ, max "
+                          f"{out['max_lsb']} LSB")
+    a = result["analyze"]
+    if tflite:
+        arena = tflite["arena"]
+        console.print(f"arena: TFLM {_b(arena['head'] + arena['tail'])} (head {_b(arena['head'])}"
+                      f" + tail {_b(arena['tail'])}); ours {_b(a['arena_bytes'])} (planned "
+                      f"{_b(a['peak_sram_bytes'])} + tail {_b(a['arena_tail_bytes'])})")
+    flash = f"flash: analyze {_b(a['flash_bytes'])}"
+    if tflite:
+        flash += f"; model.tflite {_b(tflite['bytes'])}"
+    console.print(flash)
+    verdict = "fits" if a["fits"] else "does NOT fit" + (" (written anyway: --force)" if a["forced"] else "")
+    console.print(f"latency on {result['target']} (analyze): {format_time(a['latency_s'])}; {verdict}")
+    for violation in a["violations"]:
+        console.print(f"  {violation}")
