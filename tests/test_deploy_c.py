@@ -85,26 +85,30 @@ def test_random_layers_are_bit_exact_against_reference_and_tflm(kind: str, kerne
 
 
 def _window_model(kind: str, hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                  dilation: tuple[int, int], seed: int) -> IntModel:
+                  dilation: tuple[int, int], channels: int, seed: int) -> IntModel:
     rng = np.random.default_rng(seed)
-    c, out_c = 3, 6 if kind == "depthwise" else 4
+    multiplier = 2 if kind == "depthwise" and channels < 16 else 1
+    out_c = channels * multiplier if kind == "depthwise" else 5
     oh, ow = (same_padding(n, k, s, d)[0] for n, k, s, d in zip(hw, kernel, stride, dilation, strict=True))
-    shape = (out_c, *kernel, c) if kind == "conv" else (1, *kernel, out_c)
+    shape = (out_c, *kernel, channels) if kind == "conv" else (1, *kernel, out_c)
     op = IntOp("layer", kind, ["x"], "y", weight=rng.integers(-127, 128, shape).astype(np.int8),
-               weight_scale=np.full(out_c, 0.01, np.float32), bias=rng.integers(-500, 500, out_c).astype(np.int32),
-               stride=stride, dilation=dilation, padding="same", depth_multiplier=2 if kind == "depthwise" else 1)
-    tensors = {"x": QTensor("x", (1, *hw, c), 0.05, 7), "y": QTensor("y", (1, oh, ow, out_c), 0.1, -3)}
+               weight_scale=np.full(out_c, 0.004, np.float32), bias=rng.integers(-500, 500, out_c).astype(np.int32),
+               stride=stride, dilation=dilation, padding="same", depth_multiplier=multiplier)
+    tensors = {"x": QTensor("x", (1, *hw, channels), 0.05, 7), "y": QTensor("y", (1, oh, ow, out_c), 0.1, -3)}
     return IntModel(tensors, [op], ["x"], ["y"]).prepare()
 
 
+# SAME padding with dilation 2 and an odd padding before (kernel 2 or 4 on 4, 5 or 7 pixels): the first tap inside
+# is not the first tap, so the tap range must round up, ceil(pad / dilation)
+_GEOMETRIES = [((4, 4), (2, 2), (1, 1), (2, 2)), ((7, 5), (4, 2), (1, 2), (2, 2)), ((5, 7), (4, 4), (3, 1), (2, 3))]
+
+
 @pytest.mark.parametrize("kind", ["conv", "depthwise"])
-def test_dilated_windows_skip_exactly_the_padded_taps(kind: str, kernels, tmp_path: Path) -> None:
-    """SAME padding with dilation 2 and an odd padding before (kernel 2 or 4 on 4 or 7 pixels): the first tap inside
-    is not the first tap, so the tap range must round up (ceil(pad / dilation)); TFLM is the golden."""
+@pytest.mark.parametrize("channels", [3, 21])  # conv: gathered window / filter rows; depthwise: x2 / 16-blocks
+def test_dilated_windows_skip_exactly_the_padded_taps(kind: str, channels: int, kernels, tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    geometries = [((4, 4), (2, 2), (1, 1), (2, 2)), ((7, 5), (4, 2), (1, 2), (2, 2)), ((5, 7), (4, 4), (3, 1), (2, 3))]
-    for i, geometry in enumerate(geometries):
-        model = _window_model(kind, *geometry, seed=i)
+    for i, geometry in enumerate(_GEOMETRIES):
+        model = _window_model(kind, *geometry, channels=channels, seed=i)
         project = write_c(model, tmp_path / str(i))
         _check(model, _link(project, kernels), random_inputs(rng, model, 3))
 
@@ -114,8 +118,10 @@ def test_the_simd_path_equals_the_portable_one(kind: str, kernels, tmp_path: Pat
     """The SMLAD inner product, built on the host against an ACLE test double (tests/acle_host), gives the same
     bytes as the reference: packing, offsets and the 4-wide loop with its tail."""
     rng = np.random.default_rng(7)
-    for case in range(4):
-        model = random_case(rng, kind)
+    models = [random_case(rng, kind) for _ in range(4)]
+    if kind != "fully_connected":  # filter rows of 21 and 84 int8: the 4-wide loop and its tail
+        models += [_window_model(kind, *geometry, channels=21, seed=i) for i, geometry in enumerate(_GEOMETRIES)]
+    for case, model in enumerate(models):
         project = write_c(model, tmp_path / f"{kind}{case}")
         _check(model, _link(project, kernels, "simd"), random_inputs(rng, model, 3), tflm=False)
 

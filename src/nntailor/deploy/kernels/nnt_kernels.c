@@ -15,17 +15,19 @@
 
 #define NNT_INT32_MIN (-2147483647 - 1)
 #define NNT_INT32_MAX 2147483647
+/* the largest conv window gathered on the stack (int16: 512 bytes); larger ones take the row path */
+#define NNT_WINDOW_MAX 256
 
-static int32_t nnt_clamp(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+static inline int32_t nnt_clamp(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 /* x + zp clamped to [lo, hi], without the int32 sum (x can be INT32_MAX after a saturated SRDHM) */
-static int8_t nnt_offset_clamp(int32_t x, int32_t zp, int32_t lo, int32_t hi) {
+static inline int8_t nnt_offset_clamp(int32_t x, int32_t zp, int32_t lo, int32_t hi) {
     return (int8_t)(nnt_clamp(x, lo - zp, hi - zp) + zp);
 }
 
 /* gemmlowp SaturatingRoundingDoublingHighMul: the high 32 bits of 2ab, rounded half away from zero; |ab| <= 2^62
  * fits int64, and the one product that does not fit the result (INT32_MIN^2) saturates. */
-int32_t nnt_srdhm(int32_t a, int32_t b) {
+static inline int32_t nnt_srdhm_(int32_t a, int32_t b) {
     int64_t ab, nudge;
     if (a == NNT_INT32_MIN && b == NNT_INT32_MIN) return NNT_INT32_MAX;
     ab = (int64_t)a * (int64_t)b;
@@ -34,7 +36,7 @@ int32_t nnt_srdhm(int32_t a, int32_t b) {
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero, 0 <= exponent <= 31 */
-int32_t nnt_rdbpot(int32_t x, int32_t exponent) {
+static inline int32_t nnt_rdbpot_(int32_t x, int32_t exponent) {
     const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -45,7 +47,7 @@ int32_t nnt_rdbpot(int32_t x, int32_t exponent) {
  * Double rounding (TFLM's default): SRDHM of x 2^max(shift, 0), wrapping as TFLM's int32 shift does, then
  * RDBPOT by max(-shift, 0). Single rounding (TFLITE_SINGLE_ROUNDING): one 64-bit product rounded once; with the
  * shift clamped to [-31, 30], |x M| + 2^61 < 2^63. */
-int32_t nnt_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+static inline int32_t nnt_requantize_(int32_t x, int32_t multiplier, int32_t shift) {
 #if defined(NNT_SINGLE_ROUNDING)
     int32_t total;
     int64_t result;
@@ -61,7 +63,7 @@ int32_t nnt_requantize(int32_t x, int32_t multiplier, int32_t shift) {
 #else
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift > 0 ? 0 : -shift;
-    return nnt_rdbpot(nnt_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+    return nnt_rdbpot_(nnt_srdhm_((int32_t)((uint32_t)x << left), multiplier), right);
 #endif
 }
 
@@ -72,7 +74,7 @@ int32_t nnt_requantize(int32_t x, int32_t multiplier, int32_t shift) {
  * (|x + offset| <= 255 fits a half), and SMLAD multiplies both pairs and adds them to the accumulator, as
  * CMSIS-NN's kernels pack int8 into int16x2. The products are the same integers, summed in another order;
  * int32 addition is exact below the bound, so both paths give identical results. */
-int32_t nnt_dot(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset) {
+static inline int32_t nnt_dot_(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset) {
     int32_t acc = 0;
     int32_t i = 0;
 #if defined(__ARM_FEATURE_SIMD32)
@@ -86,9 +88,41 @@ int32_t nnt_dot(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset) {
         acc = __smlad(__sxtab16(offset, (int8x4_t)(xv >> 8)), __sxtb16((int8x4_t)(wv >> 8)), acc);
     }
 #endif
+#if !defined(__ARM_FEATURE_SIMD32)
+    /* blocks of a fixed 16: a loop the host compiler vectorizes at -O2 (no epilogue to cost) */
+    for (; i + 16 <= n; i += 16) {
+        int32_t j, block = 0;
+        for (j = 0; j < 16; ++j) {
+            /* int16 operands (|x + offset| <= 255): the int16 x int16 -> int32 dot product pattern (PMADDWD) */
+            const int16_t xv = (int16_t)(x[i + j] + x_offset);
+            const int16_t wv = w[i + j];
+            block += xv * wv;
+        }
+        acc += block;
+    }
+#endif
     for (; i < n; ++i) acc += ((int32_t)x[i] + x_offset) * (int32_t)w[i];
     return acc;
 }
+
+/* sum window[i] w[i] over n, the window already offset (int16, |.| <= 255, padded taps 0): the conv path for
+ * windows whose rows are short (a first layer on one channel), gathered once per output pixel */
+static inline int32_t nnt_dot_window(const int16_t *window, const int8_t *w, int32_t n) {
+    int32_t acc = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        int32_t j, block = 0;
+        for (j = 0; j < 16; ++j) block += window[i + j] * (int16_t)w[i + j];
+        acc += block;
+    }
+    for (; i < n; ++i) acc += window[i] * (int32_t)w[i];
+    return acc;
+}
+
+/* the exported helpers (nnt_kernels.h); the kernels call the inline versions */
+int32_t nnt_srdhm(int32_t a, int32_t b) { return nnt_srdhm_(a, b); }
+int32_t nnt_rdbpot(int32_t x, int32_t exponent) { return nnt_rdbpot_(x, exponent); }
+int32_t nnt_requantize(int32_t x, int32_t multiplier, int32_t shift) { return nnt_requantize_(x, multiplier, shift); }
+int32_t nnt_dot(const int8_t *x, const int8_t *w, int32_t n, int32_t x_offset) { return nnt_dot_(x, w, n, x_offset); }
 
 /* the filter taps [start, end) of a window at input position origin that fall inside [0, size): padded taps
  * are skipped, which equals padding with the input zero point (x - zp = 0 there) */
@@ -102,9 +136,9 @@ static void nnt_taps(int32_t origin, int32_t size, int32_t kernel, int32_t dilat
     *end = e > s ? e : s;
 }
 
-static int8_t nnt_mac_output(int32_t acc, const nnt_quant *q, int32_t channel) {
+static inline int8_t nnt_mac_output(int32_t acc, const nnt_quant *q, int32_t channel) {
     const int32_t k = q->per_channel ? channel : 0;
-    return nnt_offset_clamp(nnt_requantize(acc, q->multiplier[k], q->shift[k]), q->output_offset, q->act_min,
+    return nnt_offset_clamp(nnt_requantize_(acc, q->multiplier[k], q->shift[k]), q->output_offset, q->act_min,
                             q->act_max);
 }
 
@@ -113,6 +147,7 @@ static int8_t nnt_mac_output(int32_t acc, const nnt_quant *q, int32_t channel) {
  * contiguous in input and weight alike (NHWC, OHWI), so a row is one inner product. */
 void nnt_conv(const nnt_geometry *g, const nnt_quant *q, const int8_t *input, const int8_t *weight,
               const int32_t *bias, int8_t *output) {
+    const int32_t window_size = g->kernel_h * g->kernel_w * g->in_c;
     int32_t b, oy, ox, oc, ky, kx;
     for (b = 0; b < g->batches; ++b) {
         const int8_t *in_b = input + (int64_t)b * g->in_h * g->in_w * g->in_c;
@@ -124,6 +159,30 @@ void nnt_conv(const nnt_geometry *g, const nnt_quant *q, const int8_t *input, co
                 const int32_t x0 = ox * g->stride_w - g->pad_left;
                 int32_t kx0, kx1;
                 nnt_taps(x0, g->in_w, g->kernel_w, g->dilation_w, &kx0, &kx1);
+                if (window_size <= NNT_WINDOW_MAX && g->kernel_w * g->in_c < 32) {
+                    /* short filter rows: gather the window once (x - zp, 0 at padded taps, which adds nothing,
+                     * as a skipped tap) and take one inner product per output channel over all of it */
+                    int16_t window[NNT_WINDOW_MAX];
+                    int32_t k = 0, c;
+                    for (ky = 0; ky < g->kernel_h; ++ky) {
+                        const int32_t iy = y0 + ky * g->dilation_h;
+                        for (kx = 0; kx < g->kernel_w; ++kx) {
+                            const int32_t ix = x0 + kx * g->dilation_w;
+                            if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+                                const int8_t *src = in_b + ((int64_t)iy * g->in_w + ix) * g->in_c;
+                                for (c = 0; c < g->in_c; ++c) window[k++] = (int16_t)(src[c] + q->input_offset);
+                            } else {
+                                for (c = 0; c < g->in_c; ++c) window[k++] = 0;
+                            }
+                        }
+                    }
+                    for (oc = 0; oc < g->out_c; ++oc) {
+                        int32_t acc = nnt_dot_window(window, weight + (int64_t)oc * window_size, window_size);
+                        if (bias) acc += bias[oc];
+                        *output++ = nnt_mac_output(acc, q, oc);
+                    }
+                    continue;
+                }
                 for (oc = 0; oc < g->out_c; ++oc) {
                     const int8_t *w_oc = weight + (int64_t)oc * g->kernel_h * g->kernel_w * g->in_c;
                     int32_t acc = 0;
@@ -132,12 +191,12 @@ void nnt_conv(const nnt_geometry *g, const nnt_quant *q, const int8_t *input, co
                         const int8_t *in_row = in_b + (int64_t)iy * g->in_w * g->in_c;
                         const int8_t *w_row = w_oc + (int64_t)ky * g->kernel_w * g->in_c;
                         if (g->dilation_w == 1) {
-                            acc += nnt_dot(in_row + (int64_t)(x0 + kx0) * g->in_c, w_row + (int64_t)kx0 * g->in_c,
+                            acc += nnt_dot_(in_row + (int64_t)(x0 + kx0) * g->in_c, w_row + (int64_t)kx0 * g->in_c,
                                            (kx1 - kx0) * g->in_c, q->input_offset);
                         } else {
                             for (kx = kx0; kx < kx1; ++kx) {
                                 const int32_t ix = x0 + kx * g->dilation_w;
-                                acc += nnt_dot(in_row + (int64_t)ix * g->in_c, w_row + (int64_t)kx * g->in_c,
+                                acc += nnt_dot_(in_row + (int64_t)ix * g->in_c, w_row + (int64_t)kx * g->in_c,
                                                g->in_c, q->input_offset);
                             }
                         }
@@ -165,7 +224,31 @@ void nnt_depthwise(const nnt_geometry *g, int32_t depth_multiplier, const nnt_qu
                 const int32_t x0 = ox * g->stride_w - g->pad_left;
                 int32_t kx0, kx1;
                 nnt_taps(x0, g->in_w, g->kernel_w, g->dilation_w, &kx0, &kx1);
-                for (ic = 0; ic < g->in_c; ++ic) {
+                ic = 0;
+                if (depth_multiplier == 1) {
+                    /* output channel = input channel: 16 channels at a time, contiguous in input and weight
+                     * alike, so the host compiler vectorizes the tap loop; the same sums per channel */
+                    for (; ic + 16 <= g->in_c; ic += 16) {
+                        int32_t acc[16], j;
+                        for (j = 0; j < 16; ++j) acc[j] = 0;
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int32_t iy = y0 + ky * g->dilation_h;
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                const int32_t ix = x0 + kx * g->dilation_w;
+                                const int8_t *xs = in_b + ((int64_t)iy * g->in_w + ix) * g->in_c + ic;
+                                const int8_t *ws = weight + ((int64_t)ky * g->kernel_w + kx) * g->out_c + ic;
+                                for (j = 0; j < 16; ++j) {
+                                    const int16_t xv = (int16_t)(xs[j] + q->input_offset);
+                                    acc[j] += xv * ws[j];
+                                }
+                            }
+                        }
+                        for (j = 0; j < 16; ++j) {
+                            *output++ = nnt_mac_output(bias ? acc[j] + bias[ic + j] : acc[j], q, ic + j);
+                        }
+                    }
+                }
+                for (; ic < g->in_c; ++ic) {
                     for (m = 0; m < depth_multiplier; ++m) {
                         const int32_t oc = ic * depth_multiplier + m;
                         int32_t acc = 0;
@@ -195,7 +278,7 @@ void nnt_fully_connected(int32_t batches, int32_t in_features, int32_t out_featu
     for (b = 0; b < batches; ++b) {
         const int8_t *row = input + (int64_t)b * in_features;
         for (o = 0; o < out_features; ++o) {
-            int32_t acc = nnt_dot(row, weight + (int64_t)o * in_features, in_features, q->input_offset);
+            int32_t acc = nnt_dot_(row, weight + (int64_t)o * in_features, in_features, q->input_offset);
             if (bias) acc += bias[o];
             *output++ = nnt_mac_output(acc, q, o);
         }
@@ -212,8 +295,8 @@ void nnt_add(int32_t size, const int8_t *a, const int8_t *b, int32_t a_offset, i
     for (i = 0; i < size; ++i) {
         const int32_t x1 = ((int32_t)a[i] + a_offset) * (1 << left_shift);
         const int32_t x2 = ((int32_t)b[i] + b_offset) * (1 << left_shift);
-        const int32_t sum = nnt_requantize(x1, a_multiplier, a_shift) + nnt_requantize(x2, b_multiplier, b_shift);
-        output[i] = nnt_offset_clamp(nnt_requantize(sum, out_multiplier, out_shift), out_offset, act_min, act_max);
+        const int32_t sum = nnt_requantize_(x1, a_multiplier, a_shift) + nnt_requantize_(x2, b_multiplier, b_shift);
+        output[i] = nnt_offset_clamp(nnt_requantize_(sum, out_multiplier, out_shift), out_offset, act_min, act_max);
     }
 }
 
@@ -223,7 +306,7 @@ void nnt_mul(int32_t size, const int8_t *a, const int8_t *b, int32_t a_offset, i
     int32_t i;
     for (i = 0; i < size; ++i) {
         const int32_t product = ((int32_t)a[i] + a_offset) * ((int32_t)b[i] + b_offset);
-        output[i] = nnt_offset_clamp(nnt_requantize(product, multiplier, shift), out_offset, act_min, act_max);
+        output[i] = nnt_offset_clamp(nnt_requantize_(product, multiplier, shift), out_offset, act_min, act_max);
     }
 }
 
@@ -310,7 +393,7 @@ void nnt_mean(const int32_t shape[4], const int32_t reduced[4], int32_t input_of
                                     sum += input[at];
                                 }
                     sum += input_offset * count;
-                    *output++ = nnt_offset_clamp(nnt_requantize(sum, multiplier, shift), out_offset, -128, 127);
+                    *output++ = nnt_offset_clamp(nnt_requantize_(sum, multiplier, shift), out_offset, -128, 127);
                 }
 }
 
@@ -374,12 +457,12 @@ static int32_t nnt_exp_quarter(int32_t a) {
     const int32_t constant_term = 1895147668; /* exp(-1/8) */
     const int32_t constant_1_over_3 = 715827883;
     const int32_t x = a + (1 << 28);
-    const int32_t x2 = nnt_srdhm(x, x);
-    const int32_t x3 = nnt_srdhm(x2, x);
-    const int32_t x4 = nnt_srdhm(x2, x2);
-    const int32_t x4_over_4 = nnt_rdbpot(x4, 2);
-    const int32_t poly = nnt_rdbpot(nnt_srdhm(x4_over_4 + x3, constant_1_over_3) + x2, 1);
-    return constant_term + nnt_srdhm(constant_term, x + poly);
+    const int32_t x2 = nnt_srdhm_(x, x);
+    const int32_t x3 = nnt_srdhm_(x2, x);
+    const int32_t x4 = nnt_srdhm_(x2, x2);
+    const int32_t x4_over_4 = nnt_rdbpot_(x4, 2);
+    const int32_t poly = nnt_rdbpot_(nnt_srdhm_(x4_over_4 + x3, constant_1_over_3) + x2, 1);
+    return constant_term + nnt_srdhm_(constant_term, x + poly);
 }
 
 /* gemmlowp exp_on_negative_values: a <= 0 in Q(integer_bits).(31 - integer_bits), result Q0.31. The remainder
@@ -395,7 +478,7 @@ static int32_t nnt_exp_on_negative_values(int32_t a, int32_t integer_bits) {
     for (k = 0; k < 7; ++k) {
         const int32_t exponent = k - 2;
         if (integer_bits > exponent && ((remainder >> (fractional_bits + exponent)) & 1)) {
-            result = nnt_srdhm(result, barrel[k]);
+            result = nnt_srdhm_(result, barrel[k]);
         }
     }
     return a == 0 ? NNT_INT32_MAX : result;
@@ -406,11 +489,11 @@ static int32_t nnt_exp_on_negative_values(int32_t a, int32_t integer_bits) {
 static int32_t nnt_one_over_one_plus_x(int32_t a) {
     const int64_t total = (int64_t)a + NNT_INT32_MAX;
     const int32_t half_denominator = (int32_t)(total >= 0 ? (total + 1) / 2 : -((-total + 1) / 2));
-    int32_t x = 1515870810 + nnt_srdhm(half_denominator, -1010580540); /* 48/17 - 32/17 d */
+    int32_t x = 1515870810 + nnt_srdhm_(half_denominator, -1010580540); /* 48/17 - 32/17 d */
     int32_t i;
     for (i = 0; i < 3; ++i) {
-        const int32_t one_minus = (1 << 29) - nnt_srdhm(half_denominator, x);
-        x = x + nnt_saturating_shift_left(nnt_srdhm(x, one_minus), 2);
+        const int32_t one_minus = (1 << 29) - nnt_srdhm_(half_denominator, x);
+        x = x + nnt_saturating_shift_left(nnt_srdhm_(x, one_minus), 2);
     }
     return nnt_saturating_shift_left(x, 1);
 }
@@ -447,7 +530,7 @@ void nnt_softmax(int32_t rows, int32_t depth, int32_t multiplier, int32_t shift,
         for (c = 0; c < depth; ++c) {
             const int32_t diff = (int32_t)x[c] - max_in;
             if (diff >= diff_min) {
-                sum += nnt_rdbpot(nnt_exp_on_negative_values(nnt_requantize(diff, multiplier, shift), 5), 12);
+                sum += nnt_rdbpot_(nnt_exp_on_negative_values(nnt_requantize_(diff, multiplier, shift), 5), 12);
             }
         }
         headroom = nnt_count_leading_zeros((uint32_t)sum);
@@ -456,8 +539,8 @@ void nnt_softmax(int32_t rows, int32_t depth, int32_t multiplier, int32_t shift,
         for (c = 0; c < depth; ++c) {
             const int32_t diff = (int32_t)x[c] - max_in;
             if (diff >= diff_min) {
-                const int32_t e = nnt_exp_on_negative_values(nnt_requantize(diff, multiplier, shift), 5);
-                const int32_t out = nnt_rdbpot(nnt_srdhm(reciprocal, e), bits_over_unit + 31 - 8);
+                const int32_t e = nnt_exp_on_negative_values(nnt_requantize_(diff, multiplier, shift), 5);
+                const int32_t out = nnt_rdbpot_(nnt_srdhm_(reciprocal, e), bits_over_unit + 31 - 8);
                 y[c] = (int8_t)nnt_clamp(out - 128, -128, 127);
             } else {
                 y[c] = -128;
@@ -478,8 +561,8 @@ void nnt_logistic(int32_t size, int32_t input_offset, int32_t multiplier, int32_
         } else if (diff >= radius) {
             output[i] = 127;
         } else {
-            const int32_t q4 = nnt_requantize(diff, multiplier, shift);
-            const int32_t y = nnt_rdbpot(nnt_logistic_fixed_point(q4, 4), 31 - 8) - 128;
+            const int32_t q4 = nnt_requantize_(diff, multiplier, shift);
+            const int32_t y = nnt_rdbpot_(nnt_logistic_fixed_point(q4, 4), 31 - 8) - 128;
             output[i] = (int8_t)nnt_clamp(y, -128, 127);
         }
     }
