@@ -21,7 +21,7 @@ from deploy_cases import KINDS, random_case, random_inputs
 from nntailor import zoo
 from nntailor.cost.report import analyze
 from nntailor.deploy.build import build_int_model
-from nntailor.deploy.c import HOST_FLAGS, SANITIZE_FLAGS, CProject, kernel_sources, run_host, write_c
+from nntailor.deploy.c import HOST_FLAGS, SANITIZE_FLAGS, CProject, host_speed, kernel_sources, run_host, write_c
 from nntailor.deploy.intmodel import IntModel, IntOp, QTensor, same_padding
 from nntailor.deploy.tflite import run_tflm, to_tflite
 from nntailor.errors import UserError
@@ -190,6 +190,8 @@ def test_the_makefile_builds_the_harness_that_reads_one_input(tmp_path: Path) ->
     assert result.stdout == expected.astype(np.int8).tobytes()
     short = subprocess.run([str(binary)], input=x[0].tobytes()[:-1], capture_output=True)
     assert short.returncode == 1 and b"expected 490 int8 bytes" in short.stderr
+    speed = host_speed(binary, to_tflite(int_model), random_inputs(np.random.default_rng(1), int_model, 4), repeats=1)
+    assert speed["bit_exact"] and speed["ours_s"] > 0 and speed["speedup"] == speed["tflm_s"] / speed["ours_s"]
 
 
 def test_sanitizer_builds_run_clean(kernels, tmp_path: Path) -> None:

@@ -365,20 +365,45 @@ def write_c(int_model: IntModel, out_dir: str | Path, *, rounding: str = "double
 def run_host(binary: str | Path, inputs: list[np.ndarray], output_shape: tuple[int, ...]) -> np.ndarray:
     """Outputs of ``model_host`` for each sample of the batched int8 inputs (one process, ``--repeat N``)."""
     n = len(inputs[0])
-    data = b"".join(b"".join(np.ascontiguousarray(x[i]).tobytes() for x in inputs) for i in range(n))
-    result = subprocess.run([str(binary), "--repeat", str(n)], input=data, capture_output=True)
+    result = subprocess.run([str(binary), "--repeat", str(n)], input=_stdin_bytes(inputs), capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"{binary} exited {result.returncode}: {result.stderr.decode(errors='replace')}")
     return np.frombuffer(result.stdout, np.int8).reshape((n,) + tuple(output_shape[1:]))
 
 
-def time_host(binary: str | Path, inputs: list[np.ndarray]) -> float:
-    """Seconds per inference of ``model_host`` over the batch, in one process launch (launch included)."""
+def _stdin_bytes(inputs: list[np.ndarray]) -> bytes:
     n = len(inputs[0])
-    data = b"".join(b"".join(np.ascontiguousarray(x[i]).tobytes() for x in inputs) for i in range(n))
-    start = time.perf_counter()
-    result = subprocess.run([str(binary), "--repeat", str(n)], input=data, capture_output=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{binary} exited {result.returncode}")
-    return elapsed / n
+    return b"".join(b"".join(np.ascontiguousarray(x[i]).tobytes() for x in inputs) for i in range(n))
+
+
+def time_host(binary: str | Path, inputs: list[np.ndarray], repeats: int = 3) -> float:
+    """Seconds per inference of ``model_host`` over the batch in one process launch (launch included), the best
+    of ``repeats`` launches."""
+    n = len(inputs[0])
+    data = _stdin_bytes(inputs)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = subprocess.run([str(binary), "--repeat", str(n)], input=data, capture_output=True)
+        best = min(best, time.perf_counter() - start)
+        if result.returncode != 0:
+            raise RuntimeError(f"{binary} exited {result.returncode}: {result.stderr.decode(errors='replace')}")
+    return best / n
+
+
+def host_speed(binary: str | Path, tflite: bytes, inputs: list[np.ndarray], repeats: int = 3) -> dict[str, float]:
+    """Our C against the tflite-micro wheel's interpreter on the same inputs: seconds per inference of each (best
+    of ``repeats``; ours in one process launch over all inputs, TFLM in one interpreter), their ratio, and whether
+    the outputs agree byte for byte."""
+    from nntailor.deploy.tflite import run_tflm
+
+    ours = time_host(binary, inputs, repeats)
+    theirs = math.inf
+    run_tflm(tflite, [x[:1] for x in inputs])  # load the wheel once before timing
+    for _ in range(repeats):
+        start = time.perf_counter()
+        expected = run_tflm(tflite, inputs)[0]
+        theirs = min(theirs, (time.perf_counter() - start) / len(inputs[0]))
+    got = run_host(binary, inputs, (1,) + expected.shape[1:])
+    return {"ours_s": ours, "tflm_s": theirs, "speedup": theirs / ours,
+            "bit_exact": bool((got.reshape(expected.shape) == expected).all())}
