@@ -1,7 +1,7 @@
 """Host speed of the generated C (deploy/c.py) against the tflite-micro wheel's TFLM interpreter, same inputs.
 
 The MLPerf Tiny models (random weights, calibrated on random inputs) are built with ``make host`` (-O2) and run
-over M random int8 inputs in one process launch (``model_host --repeat M``, launch included); TFLM runs the
+over M random int8 inputs in one process launch (all M on stdin, launch included); TFLM runs the
 exported .tflite over the same inputs in one interpreter. Best of three each. Writes
 benchmarks/results/deploy_c_host.json.
 """

@@ -189,7 +189,9 @@ def test_the_makefile_builds_the_harness_that_reads_one_input(tmp_path: Path) ->
     expected = run_tflm(to_tflite(int_model), x)[0]
     assert result.stdout == expected.astype(np.int8).tobytes()
     short = subprocess.run([str(binary)], input=x[0].tobytes()[:-1], capture_output=True)
-    assert short.returncode == 1 and b"expected 490 int8 bytes" in short.stderr
+    assert short.returncode == 1 and b"input 0: expected 490 int8 bytes on stdin, got 489" in short.stderr
+    partial = subprocess.run([str(binary)], input=x[0].tobytes() * 2 + b"\x01", capture_output=True)
+    assert partial.returncode == 1 and b"input 2: expected 490 int8 bytes on stdin, got 1" in partial.stderr
     speed = host_speed(binary, to_tflite(int_model), random_inputs(np.random.default_rng(1), int_model, 4), repeats=1)
     assert speed["bit_exact"] and speed["ours_s"] > 0 and speed["speedup"] == speed["tflm_s"] / speed["ours_s"]
 

@@ -363,9 +363,9 @@ def write_c(int_model: IntModel, out_dir: str | Path, *, rounding: str = "double
 
 
 def run_host(binary: str | Path, inputs: list[np.ndarray], output_shape: tuple[int, ...]) -> np.ndarray:
-    """Outputs of ``model_host`` for each sample of the batched int8 inputs (one process, ``--repeat N``)."""
+    """Outputs of ``model_host`` for each sample of the batched int8 inputs (one process, all inputs on stdin)."""
     n = len(inputs[0])
-    result = subprocess.run([str(binary), "--repeat", str(n)], input=_stdin_bytes(inputs), capture_output=True)
+    result = subprocess.run([str(binary)], input=_stdin_bytes(inputs), capture_output=True)
     if result.returncode != 0:
         raise RuntimeError(f"{binary} exited {result.returncode}: {result.stderr.decode(errors='replace')}")
     return np.frombuffer(result.stdout, np.int8).reshape((n,) + tuple(output_shape[1:]))
@@ -384,7 +384,7 @@ def time_host(binary: str | Path, inputs: list[np.ndarray], repeats: int = 3) ->
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        result = subprocess.run([str(binary), "--repeat", str(n)], input=data, capture_output=True)
+        result = subprocess.run([str(binary)], input=data, capture_output=True)
         best = min(best, time.perf_counter() - start)
         if result.returncode != 0:
             raise RuntimeError(f"{binary} exited {result.returncode}: {result.stderr.decode(errors='replace')}")

@@ -1,30 +1,27 @@
-/* Host harness: reads NNT_INPUT_BYTES raw int8 bytes from stdin (the quantized input of the .tflite,
- * NHWC), runs nnt_invoke, writes NNT_OUTPUT_BYTES raw int8 bytes to stdout. ``--repeat M`` does that M times in one
- * process (M inputs in, M outputs out), which times the kernels without the process start. */
+/* Host harness: reads raw int8 inputs of NNT_INPUT_BYTES each from stdin (the quantized input of the .tflite,
+ * NHWC) until end of file, runs nnt_invoke on each and writes its NNT_OUTPUT_BYTES raw int8 bytes to stdout. One
+ * input is one inference; M inputs in one launch time the kernels without the process start. No command line:
+ * under semihosting some boards hand the program arguments that are not valid pointers. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "model.h"
 
 static int8_t input[NNT_INPUT_BYTES];
 static int8_t output[NNT_OUTPUT_BYTES];
 
-int main(int argc, char **argv) {
-    long repeat = 1, r;
-    if (argc == 3 && strcmp(argv[1], "--repeat") == 0) {
-        repeat = strtol(argv[2], NULL, 10);
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [--repeat M] < input.bin > output.bin\n", argv[0]);
-        return 2;
-    }
-    for (r = 0; r < repeat; ++r) {
-        if (fread(input, 1, sizeof input, stdin) != sizeof input) {
-            fprintf(stderr, "error: input %ld: expected %d int8 bytes on stdin\n", r, NNT_INPUT_BYTES);
+int main(void) {
+    long count = 0;
+    for (;;) {
+        const size_t got = fread(input, 1, sizeof input, stdin);
+        if (got == 0 && count > 0) break;
+        if (got != sizeof input) {
+            fprintf(stderr, "error: input %ld: expected %d int8 bytes on stdin, got %lu\n", count, NNT_INPUT_BYTES,
+                    (unsigned long)got);
             return 1;
         }
         nnt_invoke(input, output);
         if (fwrite(output, 1, sizeof output, stdout) != sizeof output) return 1;
+        ++count;
     }
     return fflush(stdout) == 0 ? 0 : 1;
 }
