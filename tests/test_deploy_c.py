@@ -242,3 +242,20 @@ def test_bad_options_are_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="head.softmax: softmax over 600 values"):
         write_c(wide, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m0", "cortex-m55"])
+def test_generated_c_is_bit_exact_on_cortex_m_under_qemu(core: str, tmp_path: Path) -> None:
+    """The same sources on the core (deploy.cortexm: arm-none-eabi-gcc, QEMU, semihosting): the M4 and M55 take
+    the SMLAD path, the M0 the portable one; two inputs in one run, the outputs equal TFLM's."""
+    from nntailor.deploy import cortexm
+
+    int_model, _ = _zoo_model("ds_cnn")
+    project = write_c(int_model, tmp_path / "c")
+    elf = cortexm.build([project.out_dir / name for name in ("model.c", "nnt_kernels.c", "main.c")], core,
+                        tmp_path / core)
+    x = random_inputs(np.random.default_rng(13), int_model, 2)
+    result = cortexm.run(elf, core, stdin_bytes=x[0].tobytes(), timeout=120)
+    assert result.exit_code == 0, result.stderr
+    expected = run_tflm(to_tflite(int_model), x)[0]
+    assert result.stdout_bytes == expected.astype(np.int8).tobytes()
