@@ -105,6 +105,42 @@ static inline int32_t nnt_dot_(const int8_t *x, const int8_t *w, int32_t n, int3
     return acc;
 }
 
+/* two output channels' inner products over the same input, added to acc[0] and acc[1]: on the SIMD path the
+ * input is loaded and unpacked once for both rows (as CMSIS-NN's matrix kernels share a column between two
+ * rows), which takes the loop from 11 to 8.5 instructions per four MACs. Same bound and the same sums as
+ * nnt_dot. */
+static inline void nnt_dot2_(const int8_t *x, const int8_t *w0, const int8_t *w1, int32_t n, int32_t x_offset,
+                             int32_t acc[2]) {
+#if defined(__ARM_FEATURE_SIMD32)
+    const uint32_t half = (uint32_t)(uint16_t)x_offset;
+    const int16x2_t offset = (int16x2_t)((half << 16) | half);
+    int32_t a0 = 0, a1 = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t xv, v0, v1;
+        int16x2_t x02, x13;
+        memcpy(&xv, x + i, 4);
+        memcpy(&v0, w0 + i, 4);
+        memcpy(&v1, w1 + i, 4);
+        x02 = __sxtab16(offset, (int8x4_t)xv);
+        x13 = __sxtab16(offset, (int8x4_t)(xv >> 8));
+        a0 = __smlad(x02, __sxtb16((int8x4_t)v0), a0);
+        a0 = __smlad(x13, __sxtb16((int8x4_t)(v0 >> 8)), a0);
+        a1 = __smlad(x02, __sxtb16((int8x4_t)v1), a1);
+        a1 = __smlad(x13, __sxtb16((int8x4_t)(v1 >> 8)), a1);
+    }
+    for (; i < n; ++i) {
+        const int32_t xi = (int32_t)x[i] + x_offset;
+        a0 += xi * w0[i];
+        a1 += xi * w1[i];
+    }
+    acc[0] += a0;
+    acc[1] += a1;
+#else
+    acc[0] += nnt_dot_(x, w0, n, x_offset);
+    acc[1] += nnt_dot_(x, w1, n, x_offset);
+#endif
+}
+
 /* sum window[i] w[i] over n, the window already offset (int16, |.| <= 255, padded taps 0): the conv path for
  * windows whose rows are short (a first layer on one channel), gathered once per output pixel */
 static inline int32_t nnt_dot_window(const int16_t *window, const int8_t *w, int32_t n) {
@@ -183,26 +219,31 @@ void nnt_conv(const nnt_geometry *g, const nnt_quant *q, const int8_t *input, co
                     }
                     continue;
                 }
-                for (oc = 0; oc < g->out_c; ++oc) {
-                    const int8_t *w_oc = weight + (int64_t)oc * g->kernel_h * g->kernel_w * g->in_c;
-                    int32_t acc = 0;
+                for (oc = 0; oc < g->out_c; oc += 2) {
+                    /* two output channels at a time (the last alone when out_c is odd) */
+                    const int32_t pair = oc + 1 < g->out_c;
+                    const int8_t *w0 = weight + (int64_t)oc * window_size;
+                    const int8_t *w1 = pair ? w0 + window_size : w0;
+                    int32_t acc[2] = {0, 0};
                     for (ky = ky0; ky < ky1; ++ky) {
                         const int32_t iy = y0 + ky * g->dilation_h;
                         const int8_t *in_row = in_b + (int64_t)iy * g->in_w * g->in_c;
-                        const int8_t *w_row = w_oc + (int64_t)ky * g->kernel_w * g->in_c;
+                        const int64_t w_row = (int64_t)ky * g->kernel_w * g->in_c;
                         if (g->dilation_w == 1) {
-                            acc += nnt_dot_(in_row + (int64_t)(x0 + kx0) * g->in_c, w_row + (int64_t)kx0 * g->in_c,
-                                           (kx1 - kx0) * g->in_c, q->input_offset);
+                            const int64_t at = (int64_t)kx0 * g->in_c;
+                            nnt_dot2_(in_row + (int64_t)(x0 + kx0) * g->in_c, w0 + w_row + at, w1 + w_row + at,
+                                      (kx1 - kx0) * g->in_c, q->input_offset, acc);
                         } else {
                             for (kx = kx0; kx < kx1; ++kx) {
                                 const int32_t ix = x0 + kx * g->dilation_w;
-                                acc += nnt_dot_(in_row + (int64_t)ix * g->in_c, w_row + (int64_t)kx * g->in_c,
-                                               g->in_c, q->input_offset);
+                                const int64_t at = w_row + (int64_t)kx * g->in_c;
+                                nnt_dot2_(in_row + (int64_t)ix * g->in_c, w0 + at, w1 + at, g->in_c,
+                                          q->input_offset, acc);
                             }
                         }
                     }
-                    if (bias) acc += bias[oc];
-                    *output++ = nnt_mac_output(acc, q, oc);
+                    *output++ = nnt_mac_output(bias ? acc[0] + bias[oc] : acc[0], q, oc);
+                    if (pair) *output++ = nnt_mac_output(bias ? acc[1] + bias[oc + 1] : acc[1], q, oc + 1);
                 }
             }
         }
@@ -277,10 +318,13 @@ void nnt_fully_connected(int32_t batches, int32_t in_features, int32_t out_featu
     int32_t b, o;
     for (b = 0; b < batches; ++b) {
         const int8_t *row = input + (int64_t)b * in_features;
-        for (o = 0; o < out_features; ++o) {
-            int32_t acc = nnt_dot_(row, weight + (int64_t)o * in_features, in_features, q->input_offset);
-            if (bias) acc += bias[o];
-            *output++ = nnt_mac_output(acc, q, o);
+        for (o = 0; o < out_features; o += 2) {
+            const int32_t pair = o + 1 < out_features;
+            const int8_t *w0 = weight + (int64_t)o * in_features;
+            int32_t acc[2] = {0, 0};
+            nnt_dot2_(row, w0, pair ? w0 + in_features : w0, in_features, q->input_offset, acc);
+            *output++ = nnt_mac_output(bias ? acc[0] + bias[o] : acc[0], q, o);
+            if (pair) *output++ = nnt_mac_output(bias ? acc[1] + bias[o + 1] : acc[1], q, o + 1);
         }
     }
 }
