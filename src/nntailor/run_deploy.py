@@ -78,8 +78,26 @@ def _onnx(model: IntModel, folder: Path, inputs: list[np.ndarray]) -> Artifact:
     return Artifact(["model.onnx"], {"bit_exact": exact, "bytes": len(buf), **found})
 
 
-# format -> exporter; the C generator joins as "c" (DIR/c/) with the same signature
-EXPORTERS: dict[str, Exporter] = {"tflite": _tflite, "onnx": _onnx}
+def _c(model: IntModel, folder: Path, inputs: list[np.ndarray]) -> Artifact:
+    """DIR/c/ (model.c/.h, kernels, main.c, Makefile); ``make host`` builds model_host, whose output bytes for the
+    check inputs are compared with the reference."""
+    from nntailor.deploy.c import run_host, write_c
+
+    project = write_c(model, folder / "c")
+    binary = project.build_host()
+    ours = model.run(*inputs)
+    outputs = {}
+    if len(model.outputs) == 1:  # main.c writes the one output tensor; several are not told apart on stdout
+        name = model.outputs[0]
+        outputs[name] = bool((run_host(binary, inputs, model.tensors[name].shape) == ours[name]).all())
+    files = sorted(str(p.relative_to(folder)) for p in project.files) + ["c/model_host"]
+    return Artifact(files, {"runtime": "generated C99, host build (make host)", "samples": int(len(inputs[0])),
+                            "bit_exact": bool(outputs) and all(outputs.values()), "outputs": outputs,
+                            "arena_bytes": project.arena_bytes, "const_bytes": project.flash_arrays_bytes})
+
+
+# format -> exporter
+EXPORTERS: dict[str, Exporter] = {"c": _c, "tflite": _tflite, "onnx": _onnx}
 FORMATS = ("c", "tflite", "onnx")  # what --format accepts (the CLI contract)
 
 

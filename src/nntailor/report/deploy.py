@@ -37,6 +37,10 @@ def render_deploy(result: dict[str, Any], console: Console) -> None:
     if tflite:
         console.print(f"TFLM output bit-exact over {tflite['samples']} inputs (every layer over "
                       f"{tflite['layer_samples']}): {_yes(tflite['bit_exact'])}")
+    c = checks.get("c")
+    if c:
+        console.print(f"generated C (model_host) output bit-exact over {c['samples']} inputs: {_yes(c['bit_exact'])};"
+                      f" its static arena {_b(c['arena_bytes'])}")
     if onnx:
         for name, out in onnx["outputs"].items():
             console.print(f"onnxruntime output {name}: {out['differ']} of {out['values']} values differ, max "
