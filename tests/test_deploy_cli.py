@@ -75,10 +75,14 @@ def test_deploy_lenet5_end_to_end(tmp_path: Path, capsys) -> None:
     code, stdout, err = run(capsys, "deploy", "zoo:lenet5", "--target", "stm32l476", "--calib", "mnist",
                             "--out", str(out))
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.tflite", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["c", "model.onnx", "model.tflite", "report.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left beside it
     report = _report(out)
     assert report["producer"] == run_deploy.MARKER
+    c = report["checks"]["c"]
+    assert c["bit_exact"] is True and c["outputs"] == {"classifier.2": True}
+    assert (out / "c" / "model_host").is_file() and (out / "c" / "Makefile").is_file()
+    assert c["arena_bytes"] == report["analyze"]["peak_sram_bytes"]  # one planner: the C's arena is analyze's
     tflite = report["checks"]["tflite"]
     assert tflite["bit_exact"] is True and all(tflite["layers"].values())
     assert set(tflite["layers"]) == {"features.0", "features.1", "features.2", "features.3", "flatten",
