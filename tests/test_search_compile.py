@@ -56,3 +56,12 @@ def test_pruned_and_block_segments_are_captured_and_still_exact():
         design_graph(design)
     for d in [design, *_designs({"kind": "blocks", "input_shape": [1, 3, 16, 16]}, 4, seed=1)]:
         _assert_equal(CostModel("stm32l476").totals(d), analyze_design(d, "stm32l476").totals, d.params)
+
+
+def test_the_segment_cache_is_bounded_and_evicted_segments_price_the_same():
+    designs = _designs(CNN, 12, seed=4)
+    small = CostModel("stm32l476", max_segments=5)
+    first = [small.totals(d) for d in designs]
+    assert len(small._segments) == 5
+    for d, totals in zip(designs, first, strict=True):  # priced again after eviction: the same totals
+        _assert_equal(small.totals(d), totals, d.params)

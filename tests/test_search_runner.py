@@ -156,15 +156,18 @@ def test_the_chosen_design_loads_in_compress(resumed, tmp_path):
 def test_two_workers_share_one_study(tmp_path):
     space, out = _space(tmp_path, name="pair"), tmp_path / "out"
     proc = _cli(str(space), "--data", "digits", "--trials", "6", "--max-steps", "150", "--workers", "2",
-                "--sampler", "random", "--out", str(out), "--no-progress")
-    _, stderr = proc.communicate(timeout=600)
+                "--sampler", "random", "--out", str(out))
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     trials = _trials(out, "pair")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 6
     assert {t.user_attrs["worker"] for t in complete} == {0, 1}
     assert len({t.number for t in trials}) == len(trials)
-    assert json.loads((out / "pareto.json").read_text())["complete_trials"] == 6
+    result = json.loads((out / "pareto.json").read_text())
+    assert result["complete_trials"] == 6
+    # the progress bar's last state: trials done, the front's size and its hypervolume
+    assert f"6/6 trials front {len(result['pareto'])} HV {result['hypervolume']:.4f}" in stdout
 
 
 def _refused(capsys, monkeypatch, *args):

@@ -68,9 +68,13 @@ class _Priced:
 class CostModel:
     """Prices designs on one target. ``totals(design)`` equals ``analyze_design(design, target).totals``."""
 
-    def __init__(self, target: str | Target, *, energy_model: str | None = None) -> None:
+    def __init__(self, target: str | Target, *, energy_model: str | None = None,
+                 max_segments: int = 50_000) -> None:
         self.target = load(target)
         self.energy_model = energy_model
+        # ~4 KB per priced cnn segment; an OpalSampler pool of 256 candidates meets ~300 new segments per trial
+        # in seed 000's CNN space, so an unbounded cache would hold ~600 MB after 500 trials: the oldest go first
+        self.max_segments = max_segments
         self._segments: dict[tuple[Any, ...], _Priced] = {}
 
     def _local(self, design: Design, index: int, seg: Segment) -> tuple[dict[str, tuple[int, int]],
@@ -107,6 +111,8 @@ class CostModel:
             raise AssertionError(f"segment {seg.signature} is not a chain link that ends in its last op")
         priced = _Priced(tuple(report.layers), int(report.totals["params"]), tuple(buffers), widths, ops,
                          shapes[out], tail_counts(graph, act_bits=bits))
+        if len(self._segments) >= self.max_segments:
+            del self._segments[next(iter(self._segments))]
         self._segments[key] = priced
         return priced
 
