@@ -208,3 +208,59 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path, capsys, monk
     mismatch = _space(tmp_path, {"space": {**SPACE["space"], "input_shape": [1, 784]}}, "mnistlike")
     assert "does not match the data's" in _refused(capsys, monkeypatch, str(mismatch), *base)
     assert "--trials" in _refused(capsys, monkeypatch, str(good), "--data", "digits", "--trials", "0")
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The runner's worker processes (multiprocessing spawn children), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_a_two_worker_runner_stops_its_workers_and_the_rerun_finishes(tmp_path):
+    space, out = _space(tmp_path, name="duo"), tmp_path / "out"
+    args = (str(space), "--data", "digits", "--trials", "4", "--max-steps", "60", "--workers", "2",
+            "--sampler", "random", "--out", str(out), "--no-progress")
+    first = _cli(*args)
+    deadline = time.monotonic() + 240
+    workers: list[int] = []
+    while time.monotonic() < deadline and first.poll() is None:
+        workers = _spawned_children(first.pid) or workers
+        if (out / "study.db").exists():
+            try:
+                if any(t.state == TrialState.COMPLETE for t in _trials(out, "duo")):
+                    break
+            except Exception:  # the schema is being created
+                pass
+        time.sleep(0.05)
+    assert first.poll() is None and len(workers) == 2
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers)  # PR_SET_PDEATHSIG: no orphan keeps a trial RUNNING
+    second = _cli(*args)
+    _, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr
+    trials = _trials(out, "duo")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
