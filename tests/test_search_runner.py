@@ -203,6 +203,13 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path, capsys, monk
     optuna.create_study(study_name="tiny", storage=storage, directions=["maximize"])
     err = _refused(capsys, monkeypatch, str(good), *base, "--storage", storage)
     assert "study 'tiny' exists in the storage with objectives" in err
+    # the same study name and objectives over another space (the file edited between runs)
+    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'edited.db'}",
+                        directions=["minimize", "minimize"]).set_metric_names(["error", "energy_pj"])
+    edited = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'edited.db'}")
+    edited.set_user_attr("space", "{}")
+    err = _refused(capsys, monkeypatch, str(good), *base, "--storage", f"sqlite:///{tmp_path / 'edited.db'}")
+    assert "over another space" in err
     assert "--sampler" in _refused(capsys, monkeypatch, str(good), *base, "--sampler", "annealing")
     assert "--objective" in _refused(capsys, monkeypatch, str(good), *base, "--objective", "karma")
     mismatch = _space(tmp_path, {"space": {**SPACE["space"], "input_shape": [1, 784]}}, "mnistlike")

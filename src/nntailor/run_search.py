@@ -78,8 +78,16 @@ def _open_storage(url: str) -> Any:
         raise UserError(f"--storage {url}: cannot open it: {first}") from None
 
 
-def _check_study(storage: Any, name: str, metric: str) -> None:
-    """A study of this name with other objectives or directions is refused (its trials mean something else)."""
+def _space_key(space: Any) -> str:
+    """The space as data (every field, defaults included), stored on the study to recognise it."""
+    import json
+
+    return json.dumps(space.spec.model_dump(mode="json"), sort_keys=True)
+
+
+def _check_study(storage: Any, name: str, metric: str, space: Any) -> None:
+    """A study of this name with other objectives or directions, or over another space, is refused (its trials
+    mean something else)."""
     import optuna
 
     try:
@@ -92,6 +100,9 @@ def _check_study(storage: Any, name: str, metric: str) -> None:
         raise UserError(f"study {name!r} exists in the storage with objectives "
                         f"{', '.join(f'{n} ({d})' for n, d in zip(names, directions, strict=False))}; this run's are "
                         f"error, {metric} (both minimised): use another --storage or --objective")
+    if study.user_attrs.get("space", _space_key(space)) != _space_key(space):
+        raise UserError(f"study {name!r} exists in the storage over another space than this {name}.yaml: use "
+                        f"another --storage, or rename the space file")
 
 
 def prepare_search(space_path: str | Path, data: str, target: str, trials: int, *, sampler: str = "opal",
@@ -139,7 +150,7 @@ def prepare_search(space_path: str | Path, data: str, target: str, trials: int, 
         raise UserError(f"--out {out}: cannot create it: {exc.strerror}") from None
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = Path(space_path).stem
-    _check_study(_open_storage(url), name, objective)
+    _check_study(_open_storage(url), name, objective, space)
     return SearchJob(space_path=str(Path(space_path).resolve()), data=data, target=target, trials=trials,
                      sampler=sampler, storage=url, study_name=name, workers=workers, out=str(out.resolve()),
                      objective=objective, pick=pick, seed=seed, epochs=epochs, max_steps=max_steps,
@@ -151,6 +162,10 @@ def _study(job: SearchJob, sampler: Any = None) -> Any:
 
     study = optuna.create_study(study_name=job.study_name, storage=_open_storage(job.storage), sampler=sampler,
                                 directions=["minimize", "minimize"], load_if_exists=True)
+    if "space" not in study.user_attrs:
+        from nntailor.search.space import load_space
+
+        study.set_user_attr("space", _space_key(load_space(job.space_path)))
     if not study.metric_names:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
