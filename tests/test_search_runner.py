@@ -244,14 +244,14 @@ def _alive(pid: int) -> bool:
 
 def test_killing_a_two_worker_runner_stops_its_workers_and_the_rerun_finishes(tmp_path):
     space, out = _space(tmp_path, name="duo"), tmp_path / "out"
-    args = (str(space), "--data", "digits", "--trials", "4", "--max-steps", "60", "--workers", "2",
+    args = (str(space), "--data", "digits", "--trials", "6", "--max-steps", "60", "--workers", "2",
             "--sampler", "random", "--out", str(out), "--no-progress")
     first = _cli(*args)
     deadline = time.monotonic() + 240
-    workers: list[int] = []
+    workers: set[int] = set()
     while time.monotonic() < deadline and first.poll() is None:
-        workers = _spawned_children(first.pid) or workers
-        if (out / "study.db").exists():
+        workers |= set(_spawned_children(first.pid))
+        if len(workers) == 2 and (out / "study.db").exists():
             try:
                 if any(t.state == TrialState.COMPLETE for t in _trials(out, "duo")):
                     break
@@ -269,5 +269,5 @@ def test_killing_a_two_worker_runner_stops_its_workers_and_the_rerun_finishes(tm
     _, stderr = second.communicate(timeout=600)
     assert second.returncode == 0, stderr
     trials = _trials(out, "duo")
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]

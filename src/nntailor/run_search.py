@@ -204,8 +204,10 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
-def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = None) -> None:
-    """Run trials until the study holds ``job.trials`` COMPLETE ones."""
+def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = None,
+          parent: int | None = None) -> None:
+    """Run trials until the study holds ``job.trials`` COMPLETE ones; a spawned worker stops when ``parent`` (the
+    runner's pid) is gone."""
     import optuna
     import torch
     from safetensors.torch import save_file
@@ -218,7 +220,6 @@ def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = N
     from nntailor.targets import load as load_target
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    parent = os.getppid()
     if job.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.workers))
     space = load_space(job.space_path)
@@ -236,7 +237,7 @@ def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = N
                                  epochs=job.epochs, max_steps=job.max_steps, batch_size=job.batch_size)
     state = optuna.trial.TrialState
     while True:
-        if job.workers > 1 and os.getppid() != parent:
+        if parent is not None and os.getppid() != parent:
             return  # orphaned: the runner is gone
         trials = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING))
         complete = sum(t.state == state.COMPLETE for t in trials)
@@ -265,9 +266,10 @@ def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = N
             on_trial(study)
 
 
-def _spawned(job: SearchJob, index: int) -> None:
+def _spawned(job: SearchJob, index: int, parent: int) -> None:
     _die_with_parent()
-    _work(job, index)
+    if os.getppid() == parent:  # else the runner died before the signal was armed
+        _work(job, index, parent=parent)
 
 
 def _requeue(study: Any) -> int:
@@ -327,7 +329,7 @@ def run_search(job: SearchJob, *, progress: bool = True) -> dict[str, Any]:
             _work(job, 0, on_trial=show)
         else:
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=_spawned, args=(job, i)) for i in range(job.workers)]
+            procs = [ctx.Process(target=_spawned, args=(job, i, os.getpid())) for i in range(job.workers)]
             for p in procs:
                 p.start()
             try:
