@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -204,8 +205,10 @@ def test_bad_input_is_refused_in_one_line_before_training(tmp_path, capsys, monk
     err = _refused(capsys, monkeypatch, str(good), *base, "--storage", storage)
     assert "study 'tiny' exists in the storage with objectives" in err
     # the same study name and objectives over another space (the file edited between runs)
-    optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'edited.db'}",
-                        directions=["minimize", "minimize"]).set_metric_names(["error", "energy_pj"])
+    with warnings.catch_warnings():  # set_metric_names: experimental since Optuna 3.2
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.create_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'edited.db'}",
+                            directions=["minimize", "minimize"]).set_metric_names(["error", "energy_pj"])
     edited = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'edited.db'}")
     edited.set_user_attr("space", "{}")
     err = _refused(capsys, monkeypatch, str(good), *base, "--storage", f"sqlite:///{tmp_path / 'edited.db'}")
