@@ -144,6 +144,40 @@ def deploy(
 
 
 @app.command()
+def search(
+    space: Path = typer.Argument(..., help="Search space YAML (the study is named after the file)."),
+    data: str = typer.Option(..., "--data", "-d", help="digits, mnist, mnist:DIR, cifar10:DIR or a DIR."),
+    target: str = typer.Option("stm32l476", "--target", "-t", help="Catalog name or path to a target YAML."),
+    trials: int = typer.Option(..., "--trials", "-n", help="Complete trials the study should hold."),
+    sampler: str = typer.Option("opal", "--sampler", help="opal, tpe, nsga2, gp or random."),
+    storage: str | None = typer.Option(None, "--storage", help="Optuna RDB URL (default sqlite:///OUT/study.db)."),
+    workers: int = typer.Option(1, "--workers", help="Local processes sharing the storage."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: SPACE's name + .search)."),
+    objective: str = typer.Option(
+        "energy_pj", "--objective", help="Cost beside the error: energy_pj, latency_s, flash_bytes, peak_sram_bytes."
+    ),
+    pick: str = typer.Option("error", "--pick", help="Design exported to OUT/best: lowest error, or lowest cost."),
+    epochs: int = typer.Option(1, "--epochs", help="Training epochs per trial."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="At most this many optimizer steps per trial."),
+    seed: int = typer.Option(0, "--seed", callback=_seed_option),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Search SPACE for designs of low error and low cost on the target; resumes from its storage."""
+    from nntailor.run_search import prepare_search, run_search
+
+    job = prepare_search(space, data, target, trials, sampler=sampler, storage=storage, workers=workers,
+                         out=out or space.with_suffix(".search"), objective=objective, pick=pick, seed=seed,
+                         epochs=epochs, max_steps=max_steps)
+    result = run_search(job, progress=progress)
+    console = _console()
+    console.print(f"{result['complete_trials']} complete trials, {len(result['pareto'])} on the front, "
+                  f"hypervolume {result['hypervolume']:.4f}; wrote {Path(job.out) / 'pareto.json'}")
+    if "best" in result:
+        console.print(f"best: trial {result['best']['number']} -> {result['best']['model']} "
+                      f"(recipe {result['best']['recipe']})")
+
+
+@app.command()
 def targets() -> None:
     """List the shipped hardware targets."""
     # from the loader: once any load() has imported the catalog/ data subpackage, it shadows the package's catalog()

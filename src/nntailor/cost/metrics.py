@@ -160,6 +160,12 @@ def count_nonzero(t: torch.Tensor) -> int:
     return count
 
 
+def record_count(t: torch.Tensor, count: int) -> None:
+    """Record that ``t`` holds ``count`` non-zeros, for a stand-in weight whose count is known without reading it
+    (a search design compiled to a graph without building its model); the usual invalidation rules apply."""
+    _COUNTS[t] = (_state(t), count)
+
+
 def clear_count_cache() -> None:
     """Forget every cached non-zero count (after writes that bypass the version counter, e.g. via ``.data``)."""
     _COUNTS.clear()

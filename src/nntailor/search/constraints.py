@@ -1,10 +1,11 @@
 """Chip constraints: a design whose arena, flash, latency or energy is over the target's budget is infeasible.
 
-The memories come from the target, as ``analyze``'s verdict checks them (peak SRAM plus the runtime's share
-against the memory that holds activations, weights against the one that holds weights, both against one
-memory when they share it, as an accelerator's DRAM does); latency and energy budgets from the space
-(``budgets:``). Each constraint is Optuna's convention: the relative excess ``need / budget - 1``, feasible
-when every value is <= 0 (``trial.set_constraint``, or a sampler's ``constraints_func``).
+The memories come from the target, as ``analyze``'s verdict checks them (peak SRAM, with TFLM's persistent
+tail on an MCU, plus the runtime's share against the memory that holds activations, weights against the one that
+holds weights, both against one memory when they share it, as an accelerator's DRAM does); latency and energy
+budgets from the space (``budgets:``). Each constraint is Optuna's convention: the relative excess
+``need / budget - 1``, feasible when every value is <= 0 (``trial.set_constraint``, or a sampler's
+``constraints_func``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class ChipBudget:
         tgt = self.target
         act_home, w_home = tgt.home("activations"), tgt.home("weights")
         peak, flash = totals["peak_sram_bytes"], totals["flash_bytes"]
+        if tgt.kind == "mcu":  # TFLM runs on the MCUs: its persistent tail sits in the arena beside the head
+            peak += totals["arena_tail_bytes"]
         out: dict[str, float] = {}
         if act_home is w_home:
             need = peak + flash + tgt.runtime_sram_bytes + tgt.runtime_flash_bytes

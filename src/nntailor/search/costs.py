@@ -8,6 +8,9 @@ buffers (``cost.memory.activation_buffers``) are stitched into the design's buff
 in the whole model's operator order, and planned by the same greedy planner (``cost.memory.plan_buffers``).
 Totals are summed over the layers in model order, exactly as ``analyze`` sums them, so they are equal to
 ``analyze_design`` bit for bit (the tests check every total on random designs).
+
+A segment never seen is priced without building its model where ``search.compile`` can write its graph (the
+mlp and cnn spaces' unpruned segments): ``analyze`` on that graph; the others are built and captured.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import torch.nn as nn
 
 from nntailor.cost.memory import Buffer, activation_buffers, plan_buffers
 from nntailor.cost.report import LayerCost, Report, analyze
+from nntailor.cost.tflite_ops import tail_counts
+from nntailor.cost.tflm_arena import TailCounts, persistent_tail_bytes
 from nntailor.graph.capture import capture
+from nntailor.search.compile import compilable, segment_graph
 from nntailor.search.space import Design, Segment, build, make_segment
 from nntailor.targets import Target, load
 
 # the totals ``analyze`` reports that a design's fast costs reproduce
 SUMMED = ("macs", "nz_params", "nz_macs", "bops", "weight_bytes", "flash_bytes", "energy_pj", "latency_s",
           "other_ops", "cycles")
-TOTALS = (*SUMMED, "params", "peak_sram_bytes", "act_lower_bound_bytes", "energy_breakdown_pj")
+TOTALS = (*SUMMED, "params", "peak_sram_bytes", "arena_tail_bytes", "act_lower_bound_bytes", "energy_breakdown_pj")
 
 
 def prune_design(model: nn.Module, sparsity: dict[str, float]) -> nn.Module:
@@ -56,14 +62,19 @@ class _Priced:
     widths: dict[str, int]
     ops: int  # operators that own a buffer
     output_shape: tuple[int, ...]
+    tail: TailCounts  # the segment's operators and tensors in the converted file (its input tensor included)
 
 
 class CostModel:
     """Prices designs on one target. ``totals(design)`` equals ``analyze_design(design, target).totals``."""
 
-    def __init__(self, target: str | Target, *, energy_model: str | None = None) -> None:
+    def __init__(self, target: str | Target, *, energy_model: str | None = None,
+                 max_segments: int = 50_000) -> None:
         self.target = load(target)
         self.energy_model = energy_model
+        # ~4 KB per priced cnn segment; an OpalSampler pool of 256 candidates meets ~300 new segments per trial
+        # in seed 000's CNN space, so an unbounded cache would hold ~600 MB after 500 trials: the oldest go first
+        self.max_segments = max_segments
         self._segments: dict[tuple[Any, ...], _Priced] = {}
 
     def _local(self, design: Design, index: int, seg: Segment) -> tuple[dict[str, tuple[int, int]],
@@ -83,8 +94,10 @@ class CostModel:
         hit = self._segments.get(key)
         if hit is not None:
             return hit
-        module = prune_design(make_segment(seg), sparsity)
-        graph = capture(module, shape)
+        if compilable(seg, sparsity):  # mlp and cnn segments: written as capture would write them
+            graph = segment_graph(seg, shape)
+        else:  # blocks, and pruned layers (their zeros come from the weights): build, prune, capture
+            graph = capture(prune_design(make_segment(seg), sparsity), shape)
         report = analyze(graph, target=self.target, bits=bits, layer_bits=layer_bits, layer_arith=layer_arith,
                          energy_model=self.energy_model)
         buffers = activation_buffers(graph)
@@ -97,7 +110,9 @@ class CostModel:
         if len(graph.input_names) != 1 or buffers[-1].first != ops - 1 or out not in shapes:
             raise AssertionError(f"segment {seg.signature} is not a chain link that ends in its last op")
         priced = _Priced(tuple(report.layers), int(report.totals["params"]), tuple(buffers), widths, ops,
-                         shapes[out])
+                         shapes[out], tail_counts(graph, act_bits=bits))
+        if len(self._segments) >= self.max_segments:
+            del self._segments[next(iter(self._segments))]
         self._segments[key] = priced
         return priced
 
@@ -109,12 +124,19 @@ class CostModel:
         params = 0
         stitched: list[Buffer] = []
         widths: dict[str, int] = {}
+        tail_ops: dict[str, int] = {}
+        tail_tensors = 1  # the model's input; each segment's own input is the previous segment's output
+        per_channel: list[int] = []
         offset = 0  # op index of the segment's first op in the whole model
         prev: Buffer | None = None  # the buffer that holds the current segment's input
         for i, seg in enumerate(design.segments):
             priced = self._price(seg, shape, bits, *self._local(design, i, seg))
             layers.extend(priced.layers)
             params += priced.params
+            for kind, n in priced.tail.ops.items():
+                tail_ops[kind] = tail_ops.get(kind, 0) + n
+            tail_tensors += priced.tail.tensors - 1
+            per_channel.extend(priced.tail.per_channel)
             inp, *own = priced.buffers
             if prev is None:
                 prev = Buffer(f"{i}:{inp.name}", inp.numel, 0, inp.last)
@@ -140,6 +162,11 @@ class CostModel:
         out["params"] = params
         out["peak_sram_bytes"] = arena.peak_bytes()
         out["act_lower_bound_bytes"] = arena.lower_bound_bytes()
+        # TFLM's persistent tail: the design's operator and tensor counts are its segments' (one int8 input and
+        # output), as ``analyze`` counts them on the whole graph
+        out["arena_tail_bytes"] = persistent_tail_bytes(TailCounts(ops=tail_ops, tensors=tail_tensors,
+                                                                   per_channel=tuple(per_channel), io_tensors=2,
+                                                                   io_quantized=bits < 32))
         breakdown: dict[str, float] = {}
         for lc in layers:
             for k, v in lc.energy_breakdown_pj.items():

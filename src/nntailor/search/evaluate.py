@@ -24,8 +24,11 @@ from nntailor.search.space import Design, Space, build
 
 
 def train_design(design: Design, data: Any, *, epochs: int = 1, batch_size: int = 64, seed: int = 0,
-                 max_steps: int | None = None) -> tuple[nn.Module, float]:
-    """The trained (and compressed) model and its top-1 test error in [0, 1]; ``data`` is a ``Datasets``."""
+                 max_steps: int | None = None,
+                 on_trained: Callable[[nn.Module], None] | None = None) -> tuple[nn.Module, float]:
+    """The trained (and compressed) model and its top-1 test error in [0, 1]; ``data`` is a ``Datasets``.
+    ``on_trained`` sees the float model after training, before the recipe compresses it (the runner keeps its
+    weights, so the chosen design is exported trained)."""
     from nntailor.compress import Context, apply
     from nntailor.train import TrainConfig, evaluate, fit
 
@@ -35,6 +38,8 @@ def train_design(design: Design, data: Any, *, epochs: int = 1, batch_size: int 
     model = build(design).train()
     fit(model, data.train, TrainConfig(epochs=epochs, lr=design.lr, batch_size=batch_size, optimizer="sgd",
                                        seed=seed, max_steps=max_steps, progress=False))
+    if on_trained is not None:
+        on_trained(model)
     context = Context(train=data.train, input_shape=tuple(data.input_shape), seed=seed)
     for step in design.recipe():
         model = apply(model, step, context)
@@ -42,8 +47,10 @@ def train_design(design: Design, data: Any, *, epochs: int = 1, batch_size: int 
 
 
 def search_objective(space: Space, data: Any, costs: CostModel, budget: ChipBudget, metric: str = "energy_pj",
+                     on_trained: Callable[[Any, nn.Module], None] | None = None,
                      **train: Any) -> Callable[[Any], tuple[float, float]]:
-    """``objective(trial) -> (error, cost)`` for a two-objective study (both minimised)."""
+    """``objective(trial) -> (error, cost)`` for a two-objective study (both minimised); ``on_trained(trial,
+    model)`` sees each trained float model."""
     import optuna
 
     def objective(trial: Any) -> tuple[float, float]:
@@ -54,7 +61,8 @@ def search_objective(space: Space, data: Any, costs: CostModel, budget: ChipBudg
         over = {k: v for k, v in margins.items() if v > 0}
         if over:  # found from the cost model: never trained
             raise optuna.TrialPruned(f"over the chip's budget: {', '.join(over)}")
-        _, error = train_design(design, data, seed=trial.number, **train)
+        keep = None if on_trained is None else (lambda model: on_trained(trial, model))
+        _, error = train_design(design, data, seed=trial.number, on_trained=keep, **train)
         return error, cost
 
     return objective
