@@ -63,9 +63,16 @@ class LayerCost:
     a_bits: int
     arith: str = "mul"  # how weight MACs are done: mul, shift (log2 weights), add (binary/ternary), xnor
     fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer ("constant": folded)
+    # targets with a PE array (cost.accel): MACs / (compute cycles x PEs), and the energy of each memory level
+    utilization: float | None = None
+    energy_pj_by_level: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for key in ("utilization", "energy_pj_by_level"):  # only accelerator targets report them
+            if out[key] is None:
+                del out[key]
+        return out
 
 
 @dataclass
@@ -302,6 +309,8 @@ def analyze(
                 w_bits=wb,
                 a_bits=ab,
                 arith=arith,
+                utilization=timing.utilization,
+                energy_pj_by_level={k: v for k, v in energy.items() if k != "compute"} if tgt.array else None,
             )
         )
 
@@ -336,6 +345,9 @@ def analyze(
         "energy_breakdown_pj": breakdown,
         "cycles": sum(lc.cycles for lc in layers),
     }
+    if tgt.array is not None:  # SCALE-Sim's overall utilization: all MACs / (all cycles x PEs)
+        executed_macs = totals["nz_macs"] if tgt.compute.skip_zeros else totals["macs"]
+        totals["utilization"] = executed_macs / (totals["cycles"] * tgt.array.pes) if totals["cycles"] else 0.0
     violations = _fits(tgt, peak, flash, tail if tgt.kind == "mcu" else 0)  # TFLM runs on the MCUs
     counts: dict[str, int] = {}
     if count_like:
