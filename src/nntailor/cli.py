@@ -68,7 +68,11 @@ def analyze(
             raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
     if io not in ("int8", "float"):
         raise UserError(f"--io {io!r}: valid types are int8, float")
-    tgt = load_target(target, overrides)  # a bad target or --set fails before the model is built
+    tgt = load_target(target)  # a bad target fails before the model is built
+    if overrides:  # so does a bad --set
+        from nntailor.targets.override import override
+
+        tgt = override(tgt, overrides)
     shape = parse_shape(input_shape) if input_shape is not None else None  # '' is an error, not the default
     loaded = load_model(model)
     shape = shape or loaded.input_shape
