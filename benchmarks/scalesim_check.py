@@ -126,9 +126,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixture", action="store_true", help="also write tests/data/scalesim_cycles.json")
     parser.add_argument("--resnet18", action="store_true", help="add ResNet-18's conv layers and a 128x128 array")
+    parser.add_argument("--only", nargs="*", default=None, help="run just these layers (names as in the tables)")
+    parser.add_argument("--arrays", nargs="*", default=None, help="arrays as ROWSxCOLS, e.g. 8x8 128x128")
+    parser.add_argument("--out", default="benchmarks/results/scalesim_check.json")
     args = parser.parse_args()
-    topo = layers(args.resnet18)
+    topo = [row for row in layers(args.resnet18) if args.only is None or row[0] in args.only]
     arrays = ARRAYS + ([(128, 128)] if args.resnet18 else [])
+    if args.arrays:
+        arrays = [tuple(int(v) for v in a.split("x")) for a in args.arrays]
     cases, t_peer, t_ours = [], 0.0, 0.0
     for rows, cols in arrays:
         for df in DATAFLOWS:
@@ -155,7 +160,7 @@ def main() -> None:
                "largest_util_difference": util_err, "scalesim_s": t_peer, "ours_s": t_ours,
                "speedup": t_peer / t_ours if t_ours else None}
     print(json.dumps(summary, indent=1))
-    out = ROOT / "benchmarks/results/scalesim_check.json"
+    out = ROOT / args.out
     out.write_text(json.dumps({"summary": summary, "cases": cases}, indent=1) + "\n")
     if args.fixture:
         fixture = [{"layer": c["layer"], "array": c["array"], "dataflow": c["dataflow"], **c["scalesim"]}

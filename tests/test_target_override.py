@@ -50,6 +50,13 @@ def test_bad_override_is_one_line_naming_the_key(item, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_an_absent_section_takes_its_fields():
+    t = load("systolic32", overrides=["area.pe_mm2=0.002", "area.sram_mm2_per_byte=1e-6"])
+    assert (t.area.pe_mm2, t.area.sram_mm2_per_byte, t.area.rf_mm2_per_byte) == (0.002, 1e-6, 0.0)
+    with pytest.raises(UserError, match="unknown key 'area.pe'; valid: pe_mm2, rf_mm2_per_byte, source, sram_mm2"):
+        load("systolic32", overrides=["area.pe=1"])
+
+
 def test_array_without_dataflow_is_refused():
     with pytest.raises(UserError, match="'array' and 'dataflow' come together"):
         load("stm32l476", overrides=["array.rows=4", "array.cols=4"])

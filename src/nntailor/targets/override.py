@@ -14,10 +14,11 @@ import yaml
 
 from nntailor.errors import UserError
 from nntailor.targets.loader import from_dict
-from nntailor.targets.schema import PEArray, Target
+from nntailor.targets.schema import Area, PEArray, Target
 
 # maps keyed by data type or op class, not by field name: a new key is allowed, the schema checks it
 _FREE_MAPS = {"mac_pj", "op_pj", "cycles_per_mac", "cycles_per_op"}
+_OPTIONAL_SECTIONS = {"array": PEArray, "area": Area}
 
 
 def _parse(item: str) -> tuple[list[str], Any]:
@@ -32,10 +33,10 @@ def _parse(item: str) -> tuple[list[str], Any]:
 
 
 def _fields_of(node: dict[str, Any], path: list[str]) -> list[str]:
-    # an optional section that the target leaves out (an MCU's array) still has fields one may set
-    if path == ["array"]:
-        return sorted(PEArray.model_fields)
-    return sorted(node)
+    # an optional section that the target leaves out (an MCU's array, a target without area figures) still has
+    # fields one may set
+    section = _OPTIONAL_SECTIONS.get(".".join(path))
+    return sorted(section.model_fields if section else node)
 
 
 def _set(data: dict[str, Any], parts: list[str], value: Any, item: str) -> None:
