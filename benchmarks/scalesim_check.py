@@ -109,11 +109,14 @@ def run_scalesim(topo: list[tuple], rows: int, cols: int, dataflow: str) -> list
             (d / name).write_text(header + body)
         subprocess.run([str(PYTHON), "-m", "scalesim.scale", "-c", "scale.cfg", "-t", "topo.csv", "-l", "layout.csv",
                         "-p", "out"], cwd=d, check=True, capture_output=True)
-        report = next((d / "out").rglob("COMPUTE_REPORT.csv"))
-        with report.open() as f:
+        with next((d / "out").rglob("COMPUTE_REPORT.csv")).open() as f:
             rows_out = list(csv.reader(f))[1:]
+        with next((d / "out").rglob("DETAILED_ACCESS_REPORT.csv")).open() as f:
+            access = list(csv.reader(f))[1:]
     return [{"cycles": int(r[2]), "stall_cycles": int(r[3]), "overall_util": float(r[4]) / 100,
-             "mapping_efficiency": float(r[5]) / 100, "compute_util": float(r[6]) / 100} for r in rows_out]
+             "mapping_efficiency": float(r[5]) / 100, "compute_util": float(r[6]) / 100,
+             "ifmap_sram_reads": int(a[3]), "filter_sram_reads": int(a[6]), "ofmap_sram_writes": int(a[9])}
+            for r, a in zip(rows_out, access, strict=True)]
 
 
 def ours(row: tuple, rows: int, cols: int, dataflow: str):
@@ -147,9 +150,13 @@ def main() -> None:
                 cases.append({"layer": list(row), "array": [rows, cols], "dataflow": df, "scalesim": p,
                               "ours": {"cycles": o.cycles, "overall_util": o.utilization,
                                        "mapping_efficiency": o.mapping_efficiency,
-                                       "compute_util": o.compute_utilization}})
+                                       "compute_util": o.compute_utilization,
+                                       "ifmap_sram_reads": o.ifmap_sram_reads, "filter_sram_reads": o.filter_sram_reads,
+                                       "ofmap_sram_writes": o.ofmap_sram_writes}})
     equal = sum(c["ours"]["cycles"] == c["scalesim"]["cycles"] for c in cases)
     worst = max(abs(c["ours"]["cycles"] - c["scalesim"]["cycles"]) for c in cases)
+    sram = ("ifmap_sram_reads", "filter_sram_reads", "ofmap_sram_writes")
+    sram_equal = sum(all(c["ours"][k] == c["scalesim"][k] for k in sram) for c in cases)
     util_err = max(abs(c["ours"][k] - c["scalesim"][k]) for c in cases
                    for k in ("overall_util", "mapping_efficiency", "compute_util"))
     print(f"{'layer':<16}{'array':>9}{'df':>4}{'scalesim':>12}{'ours':>12}{'util':>8}")
@@ -157,6 +164,7 @@ def main() -> None:
         print(f"{c['layer'][0]:<16}{'x'.join(map(str, c['array'])):>9}{c['dataflow']:>4}"
               f"{c['scalesim']['cycles']:>12}{c['ours']['cycles']:>12}{c['ours']['overall_util']:>8.3f}")
     summary = {"version": VERSION, "cases": len(cases), "cycles_equal": equal, "largest_cycle_difference": worst,
+               "sram_accesses_equal": sram_equal,
                "largest_util_difference": util_err, "scalesim_s": t_peer, "ours_s": t_ours,
                "speedup": t_peer / t_ours if t_ours else None}
     print(json.dumps(summary, indent=1))

@@ -1,4 +1,4 @@
-"""Systolic arrays: cycles and utilization equal to SCALE-Sim 3.0's, recorded from a real run.
+"""Systolic arrays: cycles, utilization and SRAM accesses equal to SCALE-Sim 3.0's, recorded from a real run.
 
 ``tests/data/scalesim_cycles.json`` was written by ``benchmarks/scalesim_check.py --fixture`` from SCALE-Sim's
 COMPUTE_REPORT.csv (its venv cannot be imported here: its numpy pin clashes with ours).
@@ -41,12 +41,14 @@ def _id(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_cycles_and_utilization_equal_scalesim(case):
+def test_cycles_utilization_and_sram_accesses_equal_scalesim(case):
     ours = _ours(case)
     assert ours.cycles == case["cycles"]
     assert ours.utilization == pytest.approx(case["overall_util"], rel=1e-12)
     assert ours.mapping_efficiency == pytest.approx(case["mapping_efficiency"], rel=1e-12)
     assert ours.compute_utilization == pytest.approx(case["compute_util"], rel=1e-12)
+    sram = (ours.ifmap_sram_reads, ours.filter_sram_reads, ours.ofmap_sram_writes)
+    assert sram == (case["ifmap_sram_reads"], case["filter_sram_reads"], case["ofmap_sram_writes"])
 
 
 def _case(name, array, dataflow):

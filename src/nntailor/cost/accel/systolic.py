@@ -42,7 +42,7 @@ class Gemm:
 
 @dataclass(frozen=True)
 class SystolicCost:
-    """What one layer costs on a rows x cols systolic array."""
+    """What one layer costs on a rows x cols systolic array; SRAM traffic in words (SCALE-Sim's access counts)."""
 
     dataflow: str
     cycles: int  # compute cycles with no memory stall: SCALE-Sim's "Total Cycles"
@@ -50,6 +50,9 @@ class SystolicCost:
     utilization: float  # MACs / (cycles x PEs): SCALE-Sim's "Overall Util"
     mapping_efficiency: float  # mean over folds of the PEs a fold maps / all PEs
     compute_utilization: float  # mean over folds of busy PE-cycles / (PEs x the fold's cycles)
+    ifmap_sram_reads: int
+    filter_sram_reads: int
+    ofmap_sram_writes: int
 
 
 def conv_gemm(out_h: int, out_w: int, kernel_h: int, kernel_w: int, in_channels: int, filters: int,
@@ -90,6 +93,14 @@ def systolic(gemm: Gemm, rows: int, cols: int, dataflow: str) -> SystolicCost:
     used_sum = sum(row_used) * sum(col_used)  # = S_r * S_c: the sum over folds of the PEs each maps
     # SCALE-Sim's per-fold utilization divides by the output demand matrix's rows + cols - 1 (its cycles_this_fold)
     util_cycles = fold_cycles + (cols - 1 if dataflow in ("ws", "is") else 0)
+    # SRAM words: the stationary operand is read once (S_r x S_c), an operand streamed along the rows is read again
+    # for every column fold (T x S_r each), one streamed along the columns for every row fold (T x S_c each)
+    along_rows, along_cols, once = len(col_used) * t * s_r, len(row_used) * t * s_c, s_r * s_c
+    # SCALE-Sim 3.0's os count adds rows + cols per fold on top (systolic_compute_os.py, create_ofmap_demand_mat:
+    # ``ofmap_writes += shape[0] + shape[1]`` of the padded fold); kept so that the counts match the peer's
+    os_writes = once + folds * (rows + cols)
+    ifmap, filt, ofmap = {"ws": (along_rows, once, along_cols), "is": (once, along_rows, along_cols),
+                          "os": (along_rows, along_cols, os_writes)}[dataflow]
     return SystolicCost(
         dataflow=dataflow,
         cycles=cycles,
@@ -97,4 +108,7 @@ def systolic(gemm: Gemm, rows: int, cols: int, dataflow: str) -> SystolicCost:
         utilization=gemm.macs / (cycles * pes),
         mapping_efficiency=used_sum / (folds * pes),
         compute_utilization=used_sum * t / (folds * pes * util_cycles),
+        ifmap_sram_reads=ifmap,
+        filter_sram_reads=filt,
+        ofmap_sram_writes=ofmap,
     )
