@@ -57,6 +57,15 @@ def test_an_absent_section_takes_its_fields():
         load("systolic32", overrides=["area.pe=1"])
 
 
+def test_buffer_smaller_than_a_fold_names_the_tensor_and_the_bytes():
+    with pytest.raises(UserError) as err:
+        load("systolic32", overrides=["memories.filter_sram.size_bytes=512"])
+    assert "filter_sram (512 B) is smaller than the smallest weights tile of the ws dataflow: 32x32 x 8 bits = 1024 B" \
+        in str(err.value)
+    with pytest.raises(UserError, match="ofmap_sram .* outputs tile of the os dataflow: 256x256 x 32 bits = 262144 B"):
+        load("systolic32", overrides=["array.rows=256", "array.cols=256", "dataflow=os"])
+
+
 def test_array_without_dataflow_is_refused():
     with pytest.raises(UserError, match="'array' and 'dataflow' come together"):
         load("stm32l476", overrides=["array.rows=4", "array.cols=4"])

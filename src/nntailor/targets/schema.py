@@ -216,7 +216,20 @@ class Target(_Strict):
                 raise ValueError(f"no memory holds {role}: set 'holds' on one of {names}")
         if (self.array is None) != (self.dataflow is None):
             raise ValueError("an accelerator's 'array' and 'dataflow' come together: set both or neither")
+        if self.array is not None and self.dataflow in SYSTOLIC_DATAFLOWS:
+            self._check_smallest_tile(self.array, self.dataflow)
         return self
+
+    def _check_smallest_tile(self, array: PEArray, dataflow: str) -> None:
+        # a systolic fold holds its stationary operand on all rows x cols PEs, filled from the on-chip buffer that
+        # stores it (SCALE-Sim's ifmap/filter/ofmap SRAMs): that buffer must take at least one fold's tile
+        role = {"ws": "weights", "is": "inputs", "os": "outputs"}[dataflow]
+        bits = array.psum_bits if role == "outputs" else array.word_bits
+        need = array.pes * bits // 8
+        for mem in self.memories:
+            if role in mem.stores and not mem.holds and mem.size_bytes < need:
+                raise ValueError(f"memory {mem.name} ({mem.size_bytes} B) is smaller than the smallest {role} tile of "
+                                 f"the {dataflow} dataflow: {array.rows}x{array.cols} x {bits} bits = {need} B")
 
     def home(self, role: Literal["weights", "activations"]) -> Memory:
         """The memory a tensor kind lives in between inferences (flash for weights on an MCU)."""
