@@ -87,6 +87,14 @@ def test_dram_bandwidth_limit_stalls_the_array():
     assert slow.cycles == pytest.approx((4 * 12 * 9 + 4 * 64 + 12 * 64) / 0.01)
 
 
+def test_every_layer_of_an_array_target_has_the_array_keys():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+    layers = analyze(model, (1, 1, 8, 8), "systolic32").to_dict()["layers"]
+    assert all("utilization" in layer and "energy_pj_by_level" in layer for layer in layers)
+    by_op = {layer["op"]: layer for layer in layers}
+    assert by_op["conv"]["utilization"] > 0 and by_op["maxpool"]["utilization"] is None  # no MACs, array idle
+
+
 def test_mcu_reports_keep_their_keys():
     report = analyze(nn.Linear(8, 4), (1, 8), "stm32l476").to_dict()
     assert "utilization" not in report["totals"] and "utilization" not in report["layers"][0]

@@ -68,11 +68,7 @@ class LayerCost:
     energy_pj_by_level: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("utilization", "energy_pj_by_level"):  # only accelerator targets report them
-            if out[key] is None:
-                del out[key]
-        return out
+        return asdict(self)
 
 
 @dataclass
@@ -105,7 +101,7 @@ class Report:
             "fits": self.fits,
             "violations": list(self.violations),
             "verdict_note": self.verdict_note,
-            "layers": [layer.to_dict() for layer in self.layers],
+            "layers": [_without_array_keys(layer.to_dict(), self.totals) for layer in self.layers],
             "unpriced": list(self.unpriced),
         }
         if self.count_like:
@@ -117,6 +113,14 @@ class Report:
             if layer.name == name:
                 return layer
         raise KeyError(name)
+
+
+def _without_array_keys(layer: dict[str, Any], totals: dict[str, Any]) -> dict[str, Any]:
+    """Only targets with a PE array (those whose totals have a utilization) report the array's per-layer keys."""
+    if "utilization" not in totals:
+        layer.pop("utilization", None)
+        layer.pop("energy_pj_by_level", None)
+    return layer
 
 
 def check_bits(bits: int, what: str) -> int:
