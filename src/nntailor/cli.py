@@ -52,6 +52,9 @@ def analyze(
     plan: bool = typer.Option(False, "--plan", help="Print the arena plan."),
     io: str = typer.Option("int8", "--io", help="The model's input/output type: int8, or float (QUANTIZE first, "
                            "DEQUANTIZE last)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a target field, e.g. --set array.rows=16 --set dataflow=os (repeatable)."
+    ),
 ) -> None:
     """What MODEL costs on a chip: MACs, bytes, energy, latency, peak SRAM, flash; fits or not."""
     from nntailor.cost import analyze as run_analyze
@@ -66,6 +69,10 @@ def analyze(
     if io not in ("int8", "float"):
         raise UserError(f"--io {io!r}: valid types are int8, float")
     tgt = load_target(target)  # a bad target fails before the model is built
+    if overrides:  # so does a bad --set
+        from nntailor.targets.override import override
+
+        tgt = override(tgt, overrides)
     shape = parse_shape(input_shape) if input_shape is not None else None  # '' is an error, not the default
     loaded = load_model(model)
     shape = shape or loaded.input_shape

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nntailor.cost import metrics
+from nntailor.cost.accel.lowering import layer_gemms
+from nntailor.cost.accel.systolic import SYSTOLIC, systolic
 from nntailor.cost.energy import Traffic
 from nntailor.graph.ops import ALIAS_KINDS
 from nntailor.graph.types import Layer
@@ -23,6 +25,8 @@ class Timing:
     compute_cycles: float
     memory_cycles: float
     bound: str  # "compute" or "memory:<level>"
+    # accelerators with a PE array: MACs / (compute cycles x PEs), the share of PE-cycles doing MACs
+    utilization: float | None = None
 
     def seconds(self, target: Target) -> float:
         return self.cycles / target.clock_hz
@@ -34,8 +38,13 @@ def layer_timing(
     if layer.op in ALIAS_KINDS:
         return Timing(0.0, 0.0, 0.0, "view")
     dtype = dtype_for_bits(max(w_bits, a_bits))
+    array_cycles = _array_cycles(layer, target)
+    if array_cycles is None:
+        mac_cycles = mac_count * target.cycles_per_mac(metrics.op_class(layer), dtype)
+    else:
+        mac_cycles = array_cycles
     compute = (
-        mac_count * target.cycles_per_mac(metrics.op_class(layer), dtype)
+        mac_cycles
         + (metrics.other_ops(layer) if ops is None else ops) * target.cycles_per_op(dtype)
         + (layer.output_numel * target.compute.cycles_per_output if mac_count else 0.0)
         + target.compute.layer_overhead_cycles
@@ -46,6 +55,20 @@ def layer_timing(
             cycles = t.total(mem.name) / mem.bandwidth_bytes_per_cycle
             if cycles > memory:
                 memory, bound_level = cycles, mem.name
-    if memory > compute:
-        return Timing(memory, compute, memory, f"memory:{bound_level}")
-    return Timing(compute, compute, memory, "compute")
+    utilization = None
+    if array_cycles and target.array is not None:  # a layer without MACs leaves the array out of it
+        utilization = mac_count / (array_cycles * target.array.pes)
+    if memory > compute:  # DRAM or SRAM bandwidth is the limit: the array stalls for the difference
+        return Timing(memory, compute, memory, f"memory:{bound_level}", utilization)
+    return Timing(compute, compute, memory, "compute", utilization)
+
+
+def _array_cycles(layer: Layer, target: Target) -> float | None:
+    """Cycles of a layer's MACs on a systolic array (SCALE-Sim's compute cycles), or None where the target has no
+    systolic array or the layer has no GEMM form (those keep the cycles-per-MAC rate)."""
+    if target.array is None or target.dataflow not in SYSTOLIC:
+        return None
+    gemms = layer_gemms(layer)
+    if gemms is None:
+        return None
+    return float(sum(systolic(g, target.array.rows, target.array.cols, target.dataflow).cycles for g in gemms))

@@ -62,6 +62,9 @@ class LayerCost:
     a_bits: int
     arith: str = "mul"  # how weight MACs are done: mul, shift (log2 weights), add (binary/ternary), xnor
     fused_into: str | None = None  # folded BN / fused activation: priced as part of this layer ("constant": folded)
+    # targets with a PE array (cost.accel): MACs / (compute cycles x PEs), and the energy of each memory level
+    utilization: float | None = None
+    energy_pj_by_level: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +100,7 @@ class Report:
             "fits": self.fits,
             "violations": list(self.violations),
             "verdict_note": self.verdict_note,
-            "layers": [layer.to_dict() for layer in self.layers],
+            "layers": [_without_array_keys(layer.to_dict(), self.totals) for layer in self.layers],
             "unpriced": list(self.unpriced),
         }
         if self.count_like:
@@ -109,6 +112,14 @@ class Report:
             if layer.name == name:
                 return layer
         raise KeyError(name)
+
+
+def _without_array_keys(layer: dict[str, Any], totals: dict[str, Any]) -> dict[str, Any]:
+    """Only targets with a PE array (those whose totals have a utilization) report the array's per-layer keys."""
+    if "utilization" not in totals:
+        layer.pop("utilization", None)
+        layer.pop("energy_pj_by_level", None)
+    return layer
 
 
 def check_bits(bits: int, what: str) -> int:
@@ -304,6 +315,8 @@ def analyze(
                 w_bits=wb,
                 a_bits=ab,
                 arith=arith,
+                utilization=timing.utilization,
+                energy_pj_by_level={k: v for k, v in energy.items() if k != "compute"} if tgt.array else None,
             )
         )
 
@@ -338,6 +351,9 @@ def analyze(
         "energy_breakdown_pj": breakdown,
         "cycles": sum(lc.cycles for lc in layers),
     }
+    if tgt.array is not None:  # SCALE-Sim's overall utilization: all MACs / (all cycles x PEs)
+        executed_macs = totals["nz_macs"] if tgt.compute.skip_zeros else totals["macs"]
+        totals["utilization"] = executed_macs / (totals["cycles"] * tgt.array.pes) if totals["cycles"] else 0.0
     violations = _fits(tgt, peak, flash, tail if tgt.kind == "mcu" else 0)  # TFLM runs on the MCUs
     counts: dict[str, int] = {}
     if count_like:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -53,8 +54,13 @@ def _catalog_target(name: str) -> Target:
     return from_dict(yaml.safe_load(text), origin=f"catalog target {name}")
 
 
-def load(name_or_path: str | Path | Target) -> Target:
-    """A catalog name (``stm32l476``), a path to a YAML file, or a Target (returned as is)."""
+def load(name_or_path: str | Path | Target, overrides: Sequence[str] = ()) -> Target:
+    """A catalog name (``stm32l476``), a path to a YAML file, or a Target (returned as is), with ``overrides``
+    (``["array.rows=16", "dataflow=os"]``, see ``targets.override``) applied and validated."""
+    if overrides:
+        from nntailor.targets.override import override  # override reads the loader's from_dict
+
+        return override(load(name_or_path), overrides)
     if isinstance(name_or_path, Target):
         return name_or_path
     text = str(name_or_path)

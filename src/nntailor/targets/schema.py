@@ -146,6 +146,40 @@ class Energy(_Strict):
         raise UserError(f"unknown arithmetic {arith!r}; valid: {', '.join(ARITH_KINDS)}")
 
 
+# Dataflows (Chen, Emer, Sze, ISCA 2016, section IV; MAGNet, seed 001): which operand stays in the PE while the
+# others stream. ws/os/is are also SCALE-Sim's three systolic mappings; ws_los and os_lws are MAGNet's hybrids.
+DATAFLOWS = ("ws", "os", "is", "rs", "nlr", "ws_los", "os_lws")
+Dataflow = Literal["ws", "os", "is", "rs", "nlr", "ws_los", "os_lws"]
+SYSTOLIC_DATAFLOWS = ("ws", "os", "is")
+
+
+class PEArray(_Strict):
+    """The processing-element array of an accelerator: its shape, the register file in each PE, the widths.
+
+    ``rows`` x ``cols`` PEs; for a systolic array, rows are SCALE-Sim's ``ArrayHeight`` and cols its ``ArrayWidth``.
+    ``rf_bytes`` is each PE's register file (Eyeriss: 0.5 KB; a systolic PE holds one operand and one sum).
+    """
+
+    rows: PositiveInt
+    cols: PositiveInt
+    rf_bytes: int = Field(default=0, ge=0)
+    word_bits: PositiveInt = 8  # operand width on the array (inputs and weights)
+    psum_bits: PositiveInt = 32  # partial-sum width
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+class Area(_Strict):
+    """Area constants in mm^2, so a search can trade silicon for speed (seed 001's co-design)."""
+
+    pe_mm2: float = Field(default=0.0, ge=0)  # one PE: multiplier, adder, control
+    rf_mm2_per_byte: float = Field(default=0.0, ge=0)
+    sram_mm2_per_byte: float = Field(default=0.0, ge=0)  # on-chip buffers (global buffer, SCALE-Sim's SRAMs)
+    source: str = ""
+
+
 def _lookup(table: dict[str, float], dtype: str, where: str) -> float:
     if dtype in table:
         return table[dtype]
@@ -166,6 +200,10 @@ class Target(_Strict):
     # tail (interpreter structs, op data) is estimated per model by ``cost.tflm_arena``
     runtime_sram_bytes: int = Field(default=0, ge=0)
     runtime_flash_bytes: int = Field(default=0, ge=0)  # inference code
+    # accelerators with a PE array: its shape and the dataflow that maps layers onto it (cost.accel prices them)
+    array: PEArray | None = None
+    dataflow: Dataflow | None = None
+    area: Area | None = None
     source: str = ""
 
     @model_validator(mode="after")
@@ -176,7 +214,22 @@ class Target(_Strict):
         for role in ("weights", "activations"):
             if not any(role in m.holds for m in self.memories):
                 raise ValueError(f"no memory holds {role}: set 'holds' on one of {names}")
+        if (self.array is None) != (self.dataflow is None):
+            raise ValueError("an accelerator's 'array' and 'dataflow' come together: set both or neither")
+        if self.array is not None and self.dataflow in SYSTOLIC_DATAFLOWS:
+            self._check_smallest_tile(self.array, self.dataflow)
         return self
+
+    def _check_smallest_tile(self, array: PEArray, dataflow: str) -> None:
+        # a systolic fold holds its stationary operand on all rows x cols PEs, filled from the on-chip buffer that
+        # stores it (SCALE-Sim's ifmap/filter/ofmap SRAMs): that buffer must take at least one fold's tile
+        role = {"ws": "weights", "is": "inputs", "os": "outputs"}[dataflow]
+        bits = array.psum_bits if role == "outputs" else array.word_bits
+        need = array.pes * bits // 8
+        for mem in self.memories:
+            if role in mem.stores and not mem.holds and mem.size_bytes < need:
+                raise ValueError(f"memory {mem.name} ({mem.size_bytes} B) is smaller than the smallest {role} tile of "
+                                 f"the {dataflow} dataflow: {array.rows}x{array.cols} x {bits} bits = {need} B")
 
     def home(self, role: Literal["weights", "activations"]) -> Memory:
         """The memory a tensor kind lives in between inferences (flash for weights on an MCU)."""
