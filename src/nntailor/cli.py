@@ -24,8 +24,8 @@ app = typer.Typer(
 
 
 def _seed_option(value: int) -> int:
-    """Every --seed goes through the one check (nntailor.seeds) before any work starts."""
-    from nntailor.seeds import check_seed
+    """Every --seed goes through the one check (nntailor.seeding) before any work starts."""
+    from nntailor.seeding import check_seed
 
     return check_seed(value, "--seed")
 

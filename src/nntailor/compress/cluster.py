@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from nntailor.compress.base import CompressConfig, register
 from nntailor.compress.prune import prunable_layers
-from nntailor.seeds import MAX_SEED
+from nntailor.seeding import MAX_SEED
 from nntailor.train import TrainHook
 
 

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from nntailor.compress.base import CompressConfig, register, walk
 from nntailor.errors import UserError
-from nntailor.seeds import MAX_SEED
+from nntailor.seeding import MAX_SEED
 
 
 class LowRankConfig(CompressConfig):

@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from nntailor.data.formats import read_cifar10_bin, read_idx
 from nntailor.errors import UserError
-from nntailor.seeds import check_seed
+from nntailor.seeding import check_seed
 
 BUNDLED = ("digits", "mnist")
 
