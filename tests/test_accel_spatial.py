@@ -75,3 +75,17 @@ def test_row_stationary_beats_ws_os_nlr_on_every_alexnet_conv():
 def test_a_layer_that_fits_no_tiling_is_a_user_error():
     with pytest.raises(UserError, match="no rs tiling fits"):
         best_mapping("rs", ConvShape(1, 4, 4, 8, 8, 3, 3), Array(2, 2, 4, 1 << 16), COSTS)
+
+
+def test_analyze_on_eyeriss_reports_the_rs_nest_per_level():
+    from nntailor import analyze
+
+    report = analyze(zoo.get("alexnet"), (1, 3, 227, 227), "eyeriss", bits=16)
+    for name, (shape, groups) in alexnet_convs().items():
+        layer = report.layer(name)
+        # the per-level entries are the RS nest's accesses at 1/2/6/200 pJ, one nest per group; MACs at 1 pJ
+        tiling = best_mapping("rs", shape, EYERISS, tuple(sorted({**EYERISS_NORMALIZED, "mac": 0.0}.items())))
+        assert layer.energy_pj_by_level == pytest.approx({lvl: groups * tiling.energy[lvl] for lvl in
+                                                          ("rf", "noc", "glb", "dram")})
+        assert layer.energy_breakdown_pj["compute"] == pytest.approx(layer.macs * 1.0 + layer.other_ops * 0.1)
+        assert layer.energy_pj == pytest.approx(sum(layer.energy_breakdown_pj.values()))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from nntailor.errors import UserError
 
@@ -52,17 +53,18 @@ class Loop:
     local: bool = False  # MAGNet's local register loop, inside the vector MAC
     spatial: bool = False  # unrolled across PEs (level "noc"): its iterations run at once on different PEs
 
-    @property
+    def __post_init__(self) -> None:  # checked once here: the tiling search prices thousands of nests
+        if self.dim not in DIMS:
+            raise UserError(f"loop {self.name!r}: unknown dim {self.dim!r}; valid: {', '.join(DIMS)}")
+        if self.bound <= 0:
+            raise UserError(f"loop {self.name!r}: bound must be positive, got {self.bound}")
+
+    @cached_property
     def dim(self) -> str:
         return self.name.rstrip("0123456789")
 
 
 def _relevance(nest: Sequence[Loop]) -> dict[str, set[str]]:
-    for loop in nest:
-        if loop.dim not in DIMS:
-            raise UserError(f"loop {loop.name!r}: unknown dim {loop.dim!r}; valid: {', '.join(DIMS)}")
-        if loop.bound <= 0:
-            raise UserError(f"loop {loop.name!r}: bound must be positive, got {loop.bound}")
     in_coords = any(loop.dim in ("h", "w") for loop in nest)
     return _RELEVANT_IN_COORDS if in_coords else _RELEVANT_OUT_COORDS
 
