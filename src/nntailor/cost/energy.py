@@ -6,7 +6,8 @@ Two formulas, chosen by ``target.energy.model`` (or overridden per call):
   every memory level's traffic x its energy per byte. A level's traffic is the compulsory traffic of
   the tensors it ``stores`` (each byte once: reuse-perfect) plus ``per_mac_accesses`` operand
   accesses per MAC (Eyeriss' register file: 4 per MAC; an MCU's SRAM and flash: 1 each, since the
-  Cortex-M kernels load every operand).
+  Cortex-M kernels load every operand). On a PE array with a spatial dataflow (Eyeriss' rs, ws, os, nlr) the
+  conv and linear layers' levels come from the dataflow's loop nests instead (``cost.accel.energy``).
 - ``opal``: OPAL's proxy (seed 000), MACs + 100 x memory accesses (weights + input + output
   elements), in units of one MAC's energy.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nntailor.cost import metrics
+from nntailor.cost.accel.energy import dataflow_energy
 from nntailor.graph.types import Layer
 from nntailor.targets.schema import OPAL_MEMORY_WEIGHT, Target, dtype_for_bits
 
@@ -87,12 +89,15 @@ def layer_energy(
             "compute": mac_count * unit,
             "memory": OPAL_MEMORY_WEIGHT * (layer.weight_numel + in_elems + out_elems) * unit,
         }
-    t = moved or traffic(layer, target, w_bits, a_bits, mac_count)
     per_mac = target.energy.mac(dtype)
     if arith != "mul":
         weighted = metrics.weight_macs_fraction(layer)
         per_mac = weighted * target.energy.mac_as(arith, dtype) + (1 - weighted) * per_mac
     parts = {"compute": mac_count * per_mac + ops * target.energy.op(dtype)}
+    levels = dataflow_energy(layer, target, mac_count)  # a PE array's loop nests, where they map the layer
+    if levels is not None:
+        return parts | levels
+    t = moved or traffic(layer, target, w_bits, a_bits, mac_count)
     for mem in target.memories:
         parts[mem.name] = t.reads[mem.name] * mem.read_pj_per_byte + t.writes[mem.name] * mem.write_pj
     return parts

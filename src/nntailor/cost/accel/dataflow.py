@@ -17,8 +17,9 @@ Pure arithmetic: loop bounds and per-access costs in, access counts and pJ out.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from nntailor.errors import UserError
 
@@ -50,18 +51,20 @@ class Loop:
     bound: int = 1
     level: str = "rf"  # the memory whose tiles this loop steps through
     local: bool = False  # MAGNet's local register loop, inside the vector MAC
+    spatial: bool = False  # unrolled across PEs (level "noc"): its iterations run at once on different PEs
 
-    @property
+    def __post_init__(self) -> None:  # checked once here: the tiling search prices thousands of nests
+        if self.dim not in DIMS:
+            raise UserError(f"loop {self.name!r}: unknown dim {self.dim!r}; valid: {', '.join(DIMS)}")
+        if self.bound <= 0:
+            raise UserError(f"loop {self.name!r}: bound must be positive, got {self.bound}")
+
+    @cached_property
     def dim(self) -> str:
         return self.name.rstrip("0123456789")
 
 
 def _relevance(nest: Sequence[Loop]) -> dict[str, set[str]]:
-    for loop in nest:
-        if loop.dim not in DIMS:
-            raise UserError(f"loop {loop.name!r}: unknown dim {loop.dim!r}; valid: {', '.join(DIMS)}")
-        if loop.bound <= 0:
-            raise UserError(f"loop {loop.name!r}: bound must be positive, got {loop.bound}")
     in_coords = any(loop.dim in ("h", "w") for loop in nest)
     return _RELEVANT_IN_COORDS if in_coords else _RELEVANT_OUT_COORDS
 
@@ -89,7 +92,8 @@ def fills(nest: Sequence[Loop], operand: str, inner: Sequence[str]) -> int:
     ``inner`` are outside the boundary, and a tile is fetched again only when an outer loop that indexes it moves
     (the trailing outer loops that do not index it keep it resident)."""
     relevant = _relevance(nest)[operand]
-    outer = [loop for loop in nest if loop.level not in inner and loop.bound > 1]  # a 1-trip loop never moves
+    # a 1-trip loop never moves; a spatial loop outside the boundary is other PEs, not another fill of this one
+    outer = [loop for loop in nest if loop.level not in inner and loop.bound > 1 and not loop.spatial]
     while outer and outer[-1].dim not in relevant:
         outer.pop()
     return math.prod(loop.bound for loop in outer)
@@ -122,29 +126,42 @@ class Accesses:
         return sum(self.reads[level].values()) + sum(self.writes[level].values())
 
 
-def accesses(nest: Sequence[Loop], levels: Sequence[str], stride: int = 1) -> Accesses:
+def accesses(nest: Sequence[Loop], levels: Sequence[str], stride: int = 1,
+             held: Collection[str] = OPERANDS) -> Accesses:
     """Reads and writes of each level in ``levels`` (outermost first, e.g. dram, glb, rf) under ``nest``.
 
     A level serves the level below it: it is read once per fill of each operand's tile there, and takes back
     each partial-sum tile when that tile leaves (written), reading it again when it returns (every fill after the
     first of that tile). The innermost level serves the MACs: each reads a weight and an input and reads and
     writes its partial sum there (Eyeriss' RF: 4 accesses per MAC, less the first read of each output).
+
+    ``held``: the operands the innermost level keeps; the others stream past it (Eyeriss' WS keeps only weights in
+    the RF, OS only psums): each MAC takes them from the level above, as the innermost level would.
     """
     macs = math.prod(loop.bound for loop in nest)
+    distinct_outputs = tile_words(nest, "outputs", levels)  # every output word, written back at least once
+    per_mac = ({"weights": macs, "inputs": macs, "outputs": macs - distinct_outputs},
+               {"weights": 0, "inputs": 0, "outputs": macs})
     reads: dict[str, dict[str, int]] = {}
     writes: dict[str, dict[str, int]] = {}
     for depth, level in enumerate(levels):
         inner = list(levels[depth + 1:])
         if not inner:  # the innermost level feeds the MAC unit
-            outputs = tile_words(nest, "outputs", levels)
-            reads[level] = {"weights": macs, "inputs": macs, "outputs": macs - outputs}
-            writes[level] = {"weights": 0, "inputs": 0, "outputs": macs}
+            reads[level] = {op: n if op in held else 0 for op, n in per_mac[0].items()}
+            writes[level] = {op: n if op in held else 0 for op, n in per_mac[1].items()}
             continue
-        below = {op: fills(nest, op, inner) * tile_words(nest, op, inner, stride) for op in OPERANDS}
-        distinct_outputs = tile_words(nest, "outputs", levels)  # every output word, written back at least once
+        # a level above the array (a spatial loop inside it) is read once per distinct word of the array's tile:
+        # inputs and weights multicast to every PE that uses them, psums reduced across PEs before they return
+        # (Eyeriss, ISCA 2016, section V); the level feeding the PEs delivers each PE its own copy
+        pes = math.prod(loop.bound for loop in nest if loop.spatial and loop.level not in inner)
+        below = {op: pes * fills(nest, op, inner) * tile_words(nest, op, inner, stride) for op in OPERANDS}
         reads[level] = {"weights": below["weights"], "inputs": below["inputs"],
                         "outputs": below["outputs"] - distinct_outputs}
         writes[level] = {"weights": 0, "inputs": 0, "outputs": below["outputs"]}
+        if depth == len(levels) - 2:  # the level that feeds the innermost one serves what streams past it
+            for op in OPERANDS:
+                if op not in held:
+                    reads[level][op], writes[level][op] = per_mac[0][op], per_mac[1][op]
     return Accesses(reads, writes, macs)
 
 
