@@ -40,10 +40,13 @@ def _space(tmp: Path, name: str) -> Path:
     return path
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """The CLI's result and its process id."""
     env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([sys.executable, "-m", "nntailor.cli", "search", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    with subprocess.Popen([sys.executable, "-m", "nntailor.cli", "search", *args], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), proc.pid
 
 
 def _rows(url: str, sql: str) -> list[tuple]:
@@ -55,7 +58,7 @@ def _rows(url: str, sql: str) -> list[tuple]:
 
 def test_two_workers_share_one_postgresql_study(tmp_path, postgres):
     trials = 6
-    done = _cli(str(_space(tmp_path, "pg")), "--data", "digits", "--trials", str(trials), "--max-steps", "40",
+    done, _ = _cli(str(_space(tmp_path, "pg")), "--data", "digits", "--trials", str(trials), "--max-steps", "40",
                 "--workers", "2", "--sampler", "random", "--storage", postgres, "--out", str(tmp_path / "out"),
                 "--no-progress")
     assert done.returncode == 0, done.stderr
@@ -95,12 +98,14 @@ def test_unreachable_postgresql_and_dask_fail_fast_in_one_line(tmp_path, capsys,
 def test_dask_local_cluster_with_two_workers_completes_the_trials(tmp_path):
     trials = 4
     out = tmp_path / "out"
-    done = _cli(str(_space(tmp_path, "dsk")), "--data", "digits", "--trials", str(trials), "--max-steps", "40",
+    done, runner = _cli(str(_space(tmp_path, "dsk")), "--data", "digits", "--trials", str(trials), "--max-steps", "40",
                 "--workers", "2", "--sampler", "random", "--out", str(out), "--no-progress", "--dask")
     assert done.returncode == 0, done.stderr
     every = optuna.load_study(study_name="dsk", storage=f"sqlite:///{out / 'study.db'}").get_trials(deepcopy=False)
     complete = [t for t in every if t.state == TrialState.COMPLETE]
     assert len(complete) == trials and len({t.number for t in every}) == len(every)
     assert {t.user_attrs["worker"] for t in complete} <= {0, 1}
+    pids = {t.user_attrs["pid"] for t in complete}
+    assert runner not in pids and 1 <= len(pids) <= 2  # trained in the cluster's two worker processes
     assert not [t for t in every if t.state == TrialState.RUNNING]
     assert f"{trials} complete trials" in done.stdout

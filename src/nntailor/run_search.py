@@ -278,6 +278,7 @@ def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = N
             study.tell(trial, state=state.FAIL)
             continue
         trial.set_user_attr("worker", index)
+        trial.set_user_attr("pid", os.getpid())  # which process trained it (a Dask worker's, not the runner's)
         try:
             values = objective(trial)
         except optuna.TrialPruned:
