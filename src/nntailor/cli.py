@@ -159,6 +159,10 @@ def search(
     sampler: str = typer.Option("opal", "--sampler", help="opal, tpe, nsga2, gp or random."),
     storage: str | None = typer.Option(None, "--storage", help="Optuna RDB URL (default sqlite:///OUT/study.db)."),
     workers: int = typer.Option(1, "--workers", help="Local processes sharing the storage."),
+    dask: str | None = typer.Option(
+        None, "--dask",
+        help="Run trials on a Dask scheduler at ADDRESS; alone or 'local': a LocalCluster of --workers processes."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: SPACE's name + .search)."),
     objective: str = typer.Option(
         "energy_pj", "--objective", help="Cost beside the error: energy_pj, latency_s, flash_bytes, peak_sram_bytes."
@@ -174,7 +178,7 @@ def search(
 
     job = prepare_search(space, data, target, trials, sampler=sampler, storage=storage, workers=workers,
                          out=out or space.with_suffix(".search"), objective=objective, pick=pick, seed=seed,
-                         epochs=epochs, max_steps=max_steps)
+                         epochs=epochs, max_steps=max_steps, dask=dask)
     result = run_search(job, progress=progress)
     console = _console()
     console.print(f"{result['complete_trials']} complete trials, {len(result['pareto'])} on the front, "
@@ -227,10 +231,19 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _bare_dask(args: list[str]) -> list[str]:
+    """``search --dask`` without an address means ``--dask local`` (typer has no option with an optional value)."""
+    if not args or args[0] != "search":
+        return args
+    return [x for i, a in enumerate(args) for x in
+            ([a, "local"] if a == "--dask" and (i + 1 == len(args) or args[i + 1].startswith("-")) else [a])]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]  # accepted before or after the command
+    args = _bare_dask(args)
     try:
         code = app(args=args or ["--help"], standalone_mode=False)
     except UserError as exc:

@@ -8,6 +8,10 @@ with other objectives); ``run_search`` runs the trials and writes the outputs.
   cost model (``--objective``: ``energy_pj`` by default, ``latency_s``, ``flash_bytes`` or ``peak_sram_bytes``),
   both minimised. Chip budgets are Optuna constraints; a design over them is pruned before training.
 - Storage: any Optuna RDB URL, by default ``sqlite:///OUT/study.db``; the study is named after the space file.
+- Executors: ``--workers K`` local processes, or ``--dask ADDRESS`` (``local``: a ``distributed.LocalCluster`` of
+  K single-threaded worker processes, started and closed here) where each of K Dask tasks runs the same trial loop
+  as a local worker, against the storage by URL (SQLite across processes of one machine, PostgreSQL across
+  machines). On a cluster by address, K is ``--workers`` when above 1, else the cluster's worker threads.
 - Resume: trials left RUNNING by a killed run are marked FAIL and their parameters enqueued again, so they are
   re-asked; only COMPLETE trials count toward ``--trials``, so a rerun finishes exactly the missing ones and
   Optuna never reuses a trial number. One runner per study at a time (its ``--workers`` share it).
@@ -41,6 +45,7 @@ from nntailor.errors import UserError
 SAMPLERS = ("opal", "tpe", "nsga2", "gp", "random")
 OBJECTIVES = ("energy_pj", "latency_s", "flash_bytes", "peak_sram_bytes")
 PICKS = ("error", "cost")  # the exported design: the feasible Pareto design of lowest error, or of lowest cost
+DASK_CONNECT_S = 5  # an unreachable Dask scheduler fails in seconds (distributed retries until this timeout)
 POLL_S = 0.25  # how often workers waiting for the last trials, and the parent's progress bar, look at the storage
 
 
@@ -63,6 +68,7 @@ class SearchJob:
     epochs: int
     max_steps: int | None
     batch_size: int
+    dask: str | None = None  # a scheduler address, "local" for a LocalCluster started by the runner, or None
 
 
 def _open_storage(url: str) -> Any:
@@ -108,7 +114,7 @@ def _check_study(storage: Any, name: str, metric: str, space: Any) -> None:
 def prepare_search(space_path: str | Path, data: str, target: str, trials: int, *, sampler: str = "opal",
                    storage: str | None = None, workers: int = 1, out: str | Path, objective: str = "energy_pj",
                    pick: str = "error", seed: int = 0, epochs: int = 1, max_steps: int | None = None,
-                   batch_size: int = 64) -> SearchJob:
+                   batch_size: int = 64, dask: str | None = None) -> SearchJob:
     """Validate a search before any training; raises ``UserError`` (one line) on bad input."""
     import math
 
@@ -132,6 +138,8 @@ def prepare_search(space_path: str | Path, data: str, target: str, trials: int, 
         raise UserError(f"--max-steps must be at least 1, got {max_steps}")
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
+    if dask is not None:
+        _check_dask(dask)
     space = load_space(space_path)
     tgt = load_target(target)
     datasets = load_dataset(data, seed=seed)
@@ -154,7 +162,24 @@ def prepare_search(space_path: str | Path, data: str, target: str, trials: int, 
     return SearchJob(space_path=str(Path(space_path).resolve()), data=data, target=target, trials=trials,
                      sampler=sampler, storage=url, study_name=name, workers=workers, out=str(out.resolve()),
                      objective=objective, pick=pick, seed=seed, epochs=epochs, max_steps=max_steps,
-                     batch_size=batch_size)
+                     batch_size=batch_size, dask=dask)
+
+
+def _connect_dask(address: str) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=DASK_CONNECT_S)
+    except (OSError, TimeoutError, ValueError) as exc:  # refused, timed out, or a malformed address
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot reach the Dask scheduler at {address}: {first}") from None
+
+
+def _check_dask(address: str) -> None:
+    if not address:
+        raise UserError("--dask: give a scheduler address (tcp://HOST:PORT) or 'local'")
+    if address != "local":
+        _connect_dask(address).close()
 
 
 def _study(job: SearchJob, sampler: Any = None) -> Any:
@@ -253,6 +278,7 @@ def _work(job: SearchJob, index: int, on_trial: Callable[[Any], None] | None = N
             study.tell(trial, state=state.FAIL)
             continue
         trial.set_user_attr("worker", index)
+        trial.set_user_attr("pid", os.getpid())  # which process trained it (a Dask worker's, not the runner's)
         try:
             values = objective(trial)
         except optuna.TrialPruned:
@@ -325,7 +351,9 @@ def run_search(job: SearchJob, *, progress: bool = True) -> dict[str, Any]:
                        hv=hypervolume(front, _reference_cost(done)))
 
         show(study)
-        if job.workers == 1:
+        if job.dask is not None:
+            _run_on_dask(job, lambda: show(study))
+        elif job.workers == 1:
             _work(job, 0, on_trial=show)
         else:
             ctx = multiprocessing.get_context("spawn")
@@ -348,6 +376,38 @@ def run_search(job: SearchJob, *, progress: bool = True) -> dict[str, Any]:
     summary = write_outputs(job, study)
     summary["requeued"] = requeued
     return summary
+
+
+def _run_on_dask(job: SearchJob, show: Callable[[], None]) -> None:
+    """K Dask tasks, each ``_work`` (the local worker's loop) against the storage; ``show`` while they run."""
+    cluster = None
+    if job.dask == "local":
+        from distributed import Client, LocalCluster
+
+        # processes: torch training holds the GIL; one thread each, as a local worker process
+        cluster = LocalCluster(n_workers=job.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = _connect_dask(job.dask)
+    try:
+        threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        tasks = job.workers if job.dask == "local" or job.workers > 1 else max(1, threads)
+        futures = [client.submit(_work, job, i, pure=False) for i in range(tasks)]
+        try:
+            while not all(f.done() for f in futures):
+                show()
+                time.sleep(POLL_S)
+        finally:
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+        failed = [f.exception() for f in futures if f.status == "error"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} Dask search task(s) failed ({failed[0]!r}); rerun to resume")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def write_outputs(job: SearchJob, study: Any) -> dict[str, Any]:
