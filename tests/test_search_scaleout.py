@@ -88,8 +88,8 @@ def _refused_within(capsys, monkeypatch, seconds: float, *args: str) -> str:
 
 def test_unreachable_postgresql_and_dask_fail_fast_in_one_line(tmp_path, capsys, monkeypatch):
     base = (str(_space(tmp_path, "down")), "--data", "digits", "--trials", "4", "--out", str(tmp_path / "o"))
-    # 10.255.255.1 is routed nowhere here: the 5 s connect timeout, not TCP's minutes, bounds the wait
-    url = "postgresql+psycopg2://nntailor@10.255.255.1:5432/none"
+    # a closed port on loopback (tests reach no address off this machine): refused at once, one line
+    url = "postgresql+psycopg2://nntailor@127.0.0.1:9/none"
     assert f"--storage {url}: cannot open it" in _refused_within(capsys, monkeypatch, 15, *base, "--storage", url)
     err = _refused_within(capsys, monkeypatch, 15, *base, "--dask", "tcp://127.0.0.1:9")
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
