@@ -326,11 +326,36 @@ static inline int8_t nnt_pointwise_output(int32_t acc, int32_t multiplier, int32
     (void)right;
     return nnt_offset_clamp(nnt_requantize_(acc, multiplier, shift), q.output_offset, q.act_min, q.act_max);
 #else
+    /* nnt_srdhm_ without its saturation: Prepare's multipliers lie in [2^30, 2^31) or are 0 (TFLM
+     * QuantizeMultiplier), never INT32_MIN, so the one product it saturates cannot occur */
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * (int64_t)multiplier;
     (void)shift;
-    return nnt_offset_clamp(nnt_rdbpot_(nnt_srdhm_((int32_t)((uint32_t)acc << left), multiplier), right),
+    return nnt_offset_clamp(nnt_rdbpot_((int32_t)(uint32_t)((uint64_t)(ab + ((int64_t)1 << 30)) >> 31), right),
                             q.output_offset, q.act_min, q.act_max);
 #endif
 }
+
+#if defined(__ARM_FEATURE_SIMD32)
+/* one group of four input channels in nnt_pointwise's inner loop: the weights of channel o, (c0, c2) and (c1, c3),
+ * then of channel o + 1, one word each (loads into scalars stay in registers, where an array goes through the
+ * stack), against the pixels' pairs at xp[X..X+3]; a macro so that the unrolled loop keeps one register set */
+#define NNT_POINTWISE_GROUP(X, W)                                           \
+    do {                                                                    \
+        uint32_t w0, w1, w2, w3;                                            \
+        memcpy(&w0, wp + (W), 4);                                           \
+        memcpy(&w1, wp + (W) + 2, 4);                                       \
+        memcpy(&w2, wp + (W) + 4, 4);                                       \
+        memcpy(&w3, wp + (W) + 6, 4);                                       \
+        a00 = __smlad((int16x2_t)xp[(X)], (int16x2_t)w0, a00);              \
+        a00 = __smlad((int16x2_t)xp[(X) + 1], (int16x2_t)w1, a00);          \
+        a01 = __smlad((int16x2_t)xp[(X)], (int16x2_t)w2, a01);              \
+        a01 = __smlad((int16x2_t)xp[(X) + 1], (int16x2_t)w3, a01);          \
+        a10 = __smlad((int16x2_t)xp[(X) + 2], (int16x2_t)w0, a10);          \
+        a10 = __smlad((int16x2_t)xp[(X) + 3], (int16x2_t)w1, a10);          \
+        a11 = __smlad((int16x2_t)xp[(X) + 2], (int16x2_t)w2, a11);          \
+        a11 = __smlad((int16x2_t)xp[(X) + 3], (int16x2_t)w3, a11);          \
+    } while (0)
+#endif
 
 /* integer_ops/conv.h ConvPerChannel for a 1x1 filter, stride 1, no padding: a [pixels, in_c] x [in_c, out_c]
  * matrix product, in_c a multiple of 4 (at most NNT_POINTWISE_MAX_C), out_c even. The weight is widened to int16
@@ -381,24 +406,16 @@ void nnt_pointwise(int32_t pixels, int32_t in_c, int32_t out_c, const nnt_quant 
             int32_t a10 = a00, a11 = a01;
 #if defined(__ARM_FEATURE_SIMD32)
             const uint32_t *xp = xs, *const xend = xs + 4 * groups;
-            while (xp < xend) {
-                /* channel o's (c0, c2), (c1, c3), then channel o + 1's: the pixels' pairs (one word each: the
-                 * loads stay in registers, where an array would go through the stack) */
-                uint32_t w0, w1, w2, w3;
-                memcpy(&w0, wp, 4);
-                memcpy(&w1, wp + 2, 4);
-                memcpy(&w2, wp + 4, 4);
-                memcpy(&w3, wp + 6, 4);
+            /* two groups (32 MACs) per trip halve the loop's own compare, branch and pointer steps */
+            while (xp + 8 <= xend) {
+                NNT_POINTWISE_GROUP(0, 0);
+                NNT_POINTWISE_GROUP(4, 8);
+                xp += 8;
+                wp += 16;
+            }
+            if (xp < xend) {
+                NNT_POINTWISE_GROUP(0, 0);
                 wp += 8;
-                a00 = __smlad((int16x2_t)xp[0], (int16x2_t)w0, a00);
-                a00 = __smlad((int16x2_t)xp[1], (int16x2_t)w1, a00);
-                a01 = __smlad((int16x2_t)xp[0], (int16x2_t)w2, a01);
-                a01 = __smlad((int16x2_t)xp[1], (int16x2_t)w3, a01);
-                a10 = __smlad((int16x2_t)xp[2], (int16x2_t)w0, a10);
-                a10 = __smlad((int16x2_t)xp[3], (int16x2_t)w1, a10);
-                a11 = __smlad((int16x2_t)xp[2], (int16x2_t)w2, a11);
-                a11 = __smlad((int16x2_t)xp[3], (int16x2_t)w3, a11);
-                xp += 4;
             }
 #else
             for (gi = 0; gi < groups; ++gi) {
