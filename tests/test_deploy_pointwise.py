@@ -88,3 +88,59 @@ def test_ds_cnn_pointwise_takes_at_most_two_instructions_per_mac_on_cortex_m4(tm
     per_mac = instructions_per_inference(model, "cortex-m4", tmp_path) / macs
     print(f"DS-CNN pointwise 125x64x64 on cortex-m4: {per_mac:.3f} instructions per MAC")
     assert 16 / 16 < per_mac <= 2.0  # eight SMLAD and eight loads per 16 MACs bound it below
+
+
+def _gemmlowp_srdhm(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul in Python integers, as written there: the nudged product
+    divided by 2^31 with truncation toward zero."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    y = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    return abs(y) // (1 << 31) * (1 if y >= 0 else -1)
+
+
+@pytest.mark.parametrize("core", ["host", "cortex-m4"])
+def test_srdhm_without_division_equals_gemmlowp(core: str, tmp_path: Path) -> None:
+    """nnt_srdhm's floor((ab + 2^30) / 2^31) against gemmlowp's truncating division, at the ties and extremes."""
+    import subprocess
+
+    from nntailor.deploy.c import kernel_sources
+
+    rng = np.random.default_rng(5)
+    edges = [-(1 << 31), -(1 << 31) + 1, -1, 0, 1, 3, -3, 1 << 30, (1 << 30) + 1, (1 << 31) - 1]
+    pairs = [(a, b) for a in edges for b in edges]
+    pairs += [tuple(int(v) for v in rng.integers(-(1 << 31), 1 << 31, 2)) for _ in range(300)]
+    table = ",\n".join(f"{{{a}LL, {b}LL}}" for a, b in pairs)
+    main = tmp_path / "srdhm.c"
+    main.write_text(f"""#include <stdio.h>
+#include "nnt_kernels.h"
+static const long long pairs[][2] = {{{table}}};
+int main(void) {{
+    unsigned i;
+    for (i = 0; i < sizeof pairs / sizeof pairs[0]; ++i)
+        printf("%ld\\n", (long)nnt_srdhm((int32_t)pairs[i][0], (int32_t)pairs[i][1]));
+    return 0;
+}}
+""")
+    header, source = kernel_sources()
+    if core == "host":
+        binary = tmp_path / "srdhm"
+        subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{header.parent}", str(main),
+                        str(source), "-o", str(binary)], check=True)
+        text = subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout
+    else:
+        elf = cortexm.build([main, source], core, tmp_path / core, [f"-I{header.parent}"])
+        result = cortexm.run(elf, core, timeout=120)
+        assert result.exit_code == 0, result.stderr
+        text = result.stdout_bytes.decode()
+    assert [int(v) for v in text.split()] == [_gemmlowp_srdhm(a, b) for a, b in pairs]
+
+
+def test_single_rounding_pointwise_follows_the_reference(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    model = pointwise_model(rng, 3, 3, 16, 6)
+    project = write_c(model, tmp_path / "c", rounding="single")
+    x = random_inputs(rng, model, 8)
+    ours = run_host(project.build_host(), x, model.tensors["y"].shape)
+    assert (ours == model.run(*x, rounding="single")["y"]).all()
