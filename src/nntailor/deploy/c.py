@@ -38,6 +38,7 @@ SANITIZE_FLAGS = "-g -fsanitize=undefined,address -fno-sanitize-recover=all"
 # softmax.h: the Q12.19 sum of a row's exps stays below 2^28 only for rows shorter than this; beyond, TFLM's final
 # RoundingDivideByPOT would shift by more than 31
 SOFTMAX_MAX_DEPTH = 512
+POINTWISE_MAX_C = 512  # NNT_POINTWISE_MAX_C of nnt_kernels.h
 _VIEW_KINDS = frozenset({"reshape"})  # own no buffer: their output is their input's bytes
 
 
@@ -116,7 +117,7 @@ class _Writer:
         lines = [", ".join(flat_text[i:i + 24]) for i in range(0, len(flat_text), 24)] or ["0"]
         body = ",\n    ".join(lines)
         self.arrays.append(f"static const {ctype} {name}[{max(len(flat), 1)}] = {{\n    {body}\n}};")
-        self.flash += max(len(flat), 1) * (1 if ctype == "int8_t" else 4)
+        self.flash += max(len(flat), 1) * {"int8_t": 1, "int16_t": 2}.get(ctype, 4)
         return name
 
 
@@ -150,9 +151,15 @@ def _emit(w: _Writer, op: IntOp, model: IntModel, ptr: dict[str, str]) -> None:
                          f"{ptr[op.output]});")
         else:
             block += _mac_block(w, op, model, stem)
-            weight = w.array("int8_t", f"{stem}_weight", op.weight)
+            pointwise = op.kind == "conv" and _is_pointwise(geometry)
+            weight = (w.array("int16_t", f"{stem}_weight", _pointwise_order(op.weight)) if pointwise
+                      else w.array("int8_t", f"{stem}_weight", op.weight))
             bias = w.array("int32_t", f"{stem}_bias", op.bias) if op.bias is not None else "NULL"
-            if op.kind == "conv":
+            if pointwise:
+                block[2] = f"        /* 1x1 conv as nnt_pointwise: {n * h * wd} pixels x {c} -> {out.shape[3]} */"
+                block.append(f"        nnt_pointwise({n * h * wd}, {c}, {out.shape[3]}, &q, {ptr[op.inputs[0]]}, "
+                             f"{weight}, {bias}, {ptr[op.output]});")
+            elif op.kind == "conv":
                 block.append(f"        nnt_conv(&g, &q, {ptr[op.inputs[0]]}, {weight}, {bias}, {ptr[op.output]});")
             else:
                 block.append(f"        nnt_depthwise(&g, {op.depth_multiplier}, &q, {ptr[op.inputs[0]]}, {weight}, "
@@ -221,6 +228,24 @@ def _emit(w: _Writer, op: IntOp, model: IntModel, ptr: dict[str, str]) -> None:
                     f"{int(op.shift[0])}, {-op.diff_min}, {ptr[op.inputs[0]]}, {ptr[op.output]});"]
     else:
         raise UserError(f"{op.name}: no C kernel for {op.kind!r}")
+
+
+def _is_pointwise(geometry: list[int]) -> bool:
+    """A conv that nnt_pointwise runs: 1x1 filter, stride 1, no padding (output pixels = input pixels), input
+    channels a multiple of 4 up to POINTWISE_MAX_C (the kernel widens two pixels on the stack), output channels
+    even (it computes channel pairs)."""
+    n, h, wd, c, oh, ow, oc, kh, kw, sh, sw, _, _, top, left = geometry
+    return ((kh, kw, sh, sw, top, left) == (1, 1, 1, 1, 0, 0) and (oh, ow) == (h, wd) and c % 4 == 0
+            and c <= POINTWISE_MAX_C and oc % 2 == 0)
+
+
+def _pointwise_order(weight: np.ndarray) -> np.ndarray:
+    """An OHWI 1x1 weight widened to int16 in the order nnt_pointwise reads it (the Prepare-time rearrangement of
+    CMSIS-NN's kernels): for each output channel pair and each group of four input channels c0..c3, the first
+    channel's (c0, c2, c1, c3), then the second's: the halves SXTAB16 makes of the pixels' words."""
+    out_c, in_c = weight.shape[0], weight.shape[-1]
+    grouped = weight.astype(np.int16).reshape(out_c // 2, 2, in_c // 4, 4)[..., [0, 2, 1, 3]]
+    return grouped.transpose(0, 2, 1, 3).reshape(-1)
 
 
 def _mac_block(w: _Writer, op: IntOp, model: IntModel, stem: str) -> list[str]:

@@ -13,6 +13,11 @@
 #include <arm_acle.h>
 #endif
 
+#if defined(__ARM_FEATURE_SIMD32)
+/* x rotated right by 8 (this gcc's arm_acle.h has no __ror): the idiom gcc folds into SXTB16/SXTAB16's ROR #8 */
+static inline uint32_t nnt_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+#endif
+
 #define NNT_INT32_MIN (-2147483647 - 1)
 #define NNT_INT32_MAX 2147483647
 /* the largest conv window gathered on the stack (int16: 512 bytes); larger ones take the row path */
@@ -25,14 +30,15 @@ static inline int8_t nnt_offset_clamp(int32_t x, int32_t zp, int32_t lo, int32_t
     return (int8_t)(nnt_clamp(x, lo - zp, hi - zp) + zp);
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: the high 32 bits of 2ab, rounded half away from zero; |ab| <= 2^62
- * fits int64, and the one product that does not fit the result (INT32_MIN^2) saturates. */
+/* gemmlowp SaturatingRoundingDoublingHighMul: the high 32 bits of 2ab, (ab + nudge) / 2^31 with C's truncating
+ * division (nudge 2^30 for ab >= 0, 1 - 2^30 below). For ab < 0, trunc(y / 2^31) = floor((y + 2^31 - 1) / 2^31)
+ * and y + 2^31 - 1 = ab + 2^30, so both signs are floor((ab + 2^30) / 2^31): one SMULL, an add with carry and a
+ * 64-bit shift, no division. The low 32 bits of that shift are bits 31..62 of ab + 2^30 whether the shift is
+ * arithmetic or logical, so it is done on uint64_t (defined in C99); |ab| <= 2^62 fits int64, and the one
+ * product that does not fit the result (INT32_MIN^2) saturates. */
 static inline int32_t nnt_srdhm_(int32_t a, int32_t b) {
-    int64_t ab, nudge;
     if (a == NNT_INT32_MIN && b == NNT_INT32_MIN) return NNT_INT32_MAX;
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates toward zero, as gemmlowp's */
+    return (int32_t)(uint32_t)((uint64_t)((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero, 0 <= exponent <= 31 */
@@ -306,6 +312,131 @@ void nnt_depthwise(const nnt_geometry *g, int32_t depth_multiplier, const nnt_qu
                         *output++ = nnt_mac_output(acc, q, oc);
                     }
                 }
+            }
+        }
+    }
+}
+
+/* one output of the pointwise kernel: TFLM MultiplyByQuantizedMultiplier (double rounding) with the shift
+ * already split into its left and right parts, or the single rounding of nnt_requantize_ */
+static inline int8_t nnt_pointwise_output(int32_t acc, int32_t multiplier, int32_t shift, int32_t left,
+                                          int32_t right, const nnt_quant q) {
+#if defined(NNT_SINGLE_ROUNDING)
+    (void)left;
+    (void)right;
+    return nnt_offset_clamp(nnt_requantize_(acc, multiplier, shift), q.output_offset, q.act_min, q.act_max);
+#else
+    /* nnt_srdhm_ without its saturation: Prepare's multipliers lie in [2^30, 2^31) or are 0 (TFLM
+     * QuantizeMultiplier), never INT32_MIN, so the one product it saturates cannot occur */
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * (int64_t)multiplier;
+    (void)shift;
+    return nnt_offset_clamp(nnt_rdbpot_((int32_t)(uint32_t)((uint64_t)(ab + ((int64_t)1 << 30)) >> 31), right),
+                            q.output_offset, q.act_min, q.act_max);
+#endif
+}
+
+#if defined(__ARM_FEATURE_SIMD32)
+/* one group of four input channels in nnt_pointwise's inner loop: the weights of channel o, (c0, c2) and (c1, c3),
+ * then of channel o + 1, one word each (loads into scalars stay in registers, where an array goes through the
+ * stack), against the pixels' pairs at xp[X..X+3]; a macro so that the unrolled loop keeps one register set */
+#define NNT_POINTWISE_GROUP(X, W)                                           \
+    do {                                                                    \
+        uint32_t w0, w1, w2, w3;                                            \
+        memcpy(&w0, wp + (W), 4);                                           \
+        memcpy(&w1, wp + (W) + 2, 4);                                       \
+        memcpy(&w2, wp + (W) + 4, 4);                                       \
+        memcpy(&w3, wp + (W) + 6, 4);                                       \
+        a00 = __smlad((int16x2_t)xp[(X)], (int16x2_t)w0, a00);              \
+        a00 = __smlad((int16x2_t)xp[(X) + 1], (int16x2_t)w1, a00);          \
+        a01 = __smlad((int16x2_t)xp[(X)], (int16x2_t)w2, a01);              \
+        a01 = __smlad((int16x2_t)xp[(X) + 1], (int16x2_t)w3, a01);          \
+        a10 = __smlad((int16x2_t)xp[(X) + 2], (int16x2_t)w0, a10);          \
+        a10 = __smlad((int16x2_t)xp[(X) + 3], (int16x2_t)w1, a10);          \
+        a11 = __smlad((int16x2_t)xp[(X) + 2], (int16x2_t)w2, a11);          \
+        a11 = __smlad((int16x2_t)xp[(X) + 3], (int16x2_t)w3, a11);          \
+    } while (0)
+#endif
+
+/* integer_ops/conv.h ConvPerChannel for a 1x1 filter, stride 1, no padding: a [pixels, in_c] x [in_c, out_c]
+ * matrix product, in_c a multiple of 4 (at most NNT_POINTWISE_MAX_C), out_c even. The weight is widened to int16
+ * and arranged by the generator (deploy/c.py, TFLM's Prepare step) in the order this loop reads it: for each
+ * output channel pair (o, o + 1) and each group of four input channels c0..c3, w[o] at (c0, c2, c1, c3), then
+ * w[o+1] the same; widening at Prepare time doubles those weights' flash and takes the unpacking out of the loop.
+ *
+ * The SIMD path follows CMSIS-NN's arm_nn_mat_mult_kernel_s8_s16: two pixels x two output channels per inner
+ * pass (four accumulators). The two pixels are widened once, with the input offset, into int16 pairs (SXTAB16
+ * takes bytes 0 and 2, and after a rotate by 8 bytes 1 and 3; |x + offset| <= 255 fits a half), the order the
+ * weight halves were written in, so every SMLAD adds two exact products. Per four input channels: four weight
+ * and four pixel words loaded, eight SMLAD (16 MACs). The int32 sums are the same products in another order,
+ * exact under the generator's accumulator bound, so both paths give nnt_conv's bytes. An odd last pixel is
+ * computed twice (the second copy not stored), as nnt_fully_connected treats an odd last channel. */
+void nnt_pointwise(int32_t pixels, int32_t in_c, int32_t out_c, const nnt_quant *q, const int8_t *input,
+                   const int16_t *weight, const int32_t *bias, int8_t *output) {
+    /* a local copy: the int8 stores may alias *q, which would make gcc reload its fields after every output */
+    const nnt_quant qc = *q;
+    const int32_t groups = in_c / 4;
+    int32_t p, o, gi;
+    for (p = 0; p < pixels; p += 2) {
+        const int32_t pair = p + 1 < pixels;
+        const int8_t *x0 = input + (int64_t)p * in_c;
+        const int8_t *x1 = pair ? x0 + in_c : x0;
+        int8_t *y0 = output + (int64_t)p * out_c;
+        int8_t *y1 = y0 + out_c;
+        const int16_t *wp = weight;
+#if defined(__ARM_FEATURE_SIMD32)
+        uint32_t xs[NNT_POINTWISE_MAX_C]; /* per group: pixel 0 (c0, c2), (c1, c3), then pixel 1's */
+        const uint32_t half = (uint32_t)(uint16_t)qc.input_offset;
+        const int16x2_t offset = (int16x2_t)((half << 16) | half);
+        for (gi = 0; gi < groups; ++gi) {
+            uint32_t a, b;
+            memcpy(&a, x0 + 4 * gi, 4);
+            memcpy(&b, x1 + 4 * gi, 4);
+            xs[4 * gi] = (uint32_t)__sxtab16(offset, (int8x4_t)a);
+            xs[4 * gi + 1] = (uint32_t)__sxtab16(offset, (int8x4_t)nnt_ror8(a));
+            xs[4 * gi + 2] = (uint32_t)__sxtab16(offset, (int8x4_t)b);
+            xs[4 * gi + 3] = (uint32_t)__sxtab16(offset, (int8x4_t)nnt_ror8(b));
+        }
+#endif
+        for (o = 0; o < out_c; o += 2) {
+            const int32_t k0 = qc.per_channel ? o : 0, k1 = qc.per_channel ? o + 1 : 0;
+            const int32_t m0 = qc.multiplier[k0], m1 = qc.multiplier[k1];
+            const int32_t s0 = qc.shift[k0], s1 = qc.shift[k1];
+            const int32_t l0 = s0 > 0 ? s0 : 0, r0 = s0 > 0 ? 0 : -s0, l1 = s1 > 0 ? s1 : 0, r1 = s1 > 0 ? 0 : -s1;
+            int32_t a00 = bias ? bias[o] : 0, a01 = bias ? bias[o + 1] : 0; /* a<pixel><channel> */
+            int32_t a10 = a00, a11 = a01;
+#if defined(__ARM_FEATURE_SIMD32)
+            const uint32_t *xp = xs, *const xend = xs + 4 * groups;
+            /* two groups (32 MACs) per trip halve the loop's own compare, branch and pointer steps */
+            while (xp + 8 <= xend) {
+                NNT_POINTWISE_GROUP(0, 0);
+                NNT_POINTWISE_GROUP(4, 8);
+                xp += 8;
+                wp += 16;
+            }
+            if (xp < xend) {
+                NNT_POINTWISE_GROUP(0, 0);
+                wp += 8;
+            }
+#else
+            for (gi = 0; gi < groups; ++gi) {
+                static const int32_t channel[4] = {0, 2, 1, 3}; /* the pair order of the weight's halves */
+                int32_t j;
+                for (j = 0; j < 4; ++j) {
+                    const int32_t v0 = (int32_t)x0[4 * gi + channel[j]] + qc.input_offset;
+                    const int32_t v1 = (int32_t)x1[4 * gi + channel[j]] + qc.input_offset;
+                    a00 += v0 * wp[j];
+                    a01 += v0 * wp[4 + j];
+                    a10 += v1 * wp[j];
+                    a11 += v1 * wp[4 + j];
+                }
+                wp += 8;
+            }
+#endif
+            y0[o] = nnt_pointwise_output(a00, m0, s0, l0, r0, qc);
+            y0[o + 1] = nnt_pointwise_output(a01, m1, s1, l1, r1, qc);
+            if (pair) {
+                y1[o] = nnt_pointwise_output(a10, m0, s0, l0, r0, qc);
+                y1[o + 1] = nnt_pointwise_output(a11, m1, s1, l1, r1, qc);
             }
         }
     }

@@ -33,6 +33,11 @@ typedef struct {
 
 void nnt_conv(const nnt_geometry *g, const nnt_quant *q, const int8_t *input, const int8_t *weight,
               const int32_t *bias, int8_t *output);
+/* conv 1x1, stride 1, unpadded, in_c % 4 == 0 and <= NNT_POINTWISE_MAX_C, out_c even, the weight in the
+ * generator's int16 pair order (nnt_kernels.c) */
+#define NNT_POINTWISE_MAX_C 512
+void nnt_pointwise(int32_t pixels, int32_t in_c, int32_t out_c, const nnt_quant *q, const int8_t *input,
+                   const int16_t *weight, const int32_t *bias, int8_t *output);
 void nnt_depthwise(const nnt_geometry *g, int32_t depth_multiplier, const nnt_quant *q, const int8_t *input,
                    const int8_t *weight, const int32_t *bias, int8_t *output);
 void nnt_fully_connected(int32_t batches, int32_t in_features, int32_t out_features, const nnt_quant *q,
