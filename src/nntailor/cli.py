@@ -132,7 +132,9 @@ def deploy(
     model: str = typer.Argument(..., help="What analyze takes, or a nntailor compress --out folder."),
     target: str = typer.Option(..., "--target", "-t", help="Catalog name or path to a target YAML."),
     calib: str = typer.Option(..., "--calib", help="Dataset name (digits, mnist, ...) or a .npy of float32 inputs."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.tflite, model.onnx, c/ (C99, make host), report.json."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder: model.tflite, model.onnx, c/ (C99, make host), report.json."
+    ),
     input_shape: str | None = typer.Option(None, "--input-shape", help="e.g. 1,1,20,16 (batch included)."),
     formats: list[str] = typer.Option([], "--format", help="c, tflite or onnx; repeatable (default: all)."),
     force: bool = typer.Option(False, "--force", help="Write even if the model does not fit the target."),
