@@ -4,8 +4,9 @@ Order (everything a user can get wrong is refused before the first file is writt
 folder, model (a MODEL spec or a ``nntailor compress`` folder rebuilt exactly), calibration data, ``analyze``'s
 fit verdict (``--force`` overrides), ``build_int_model`` (unsupported ops and int32 accumulator overflow, named
 per layer). Then each format's exporter writes into a temporary folder next to ``--out``, every artifact is
-checked against our reference (the .tflite in TFLM, layer by layer; the .onnx in onnxruntime, LSB counts), and
-the folder is moved into place: an interrupted deploy leaves nothing half-written.
+checked against our reference (the .tflite in TFLM, layer by layer; the .onnx in onnxruntime, LSB counts; the C
+on the host and, for a target with a Cortex-M ``core``, built for it and run under QEMU), and the folder is moved
+into place: an interrupted deploy leaves nothing half-written.
 """
 
 from __future__ import annotations
