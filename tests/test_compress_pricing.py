@@ -57,8 +57,8 @@ def test_int8_model_is_priced_at_its_widths():
     row = price(int8_lenet5(), SHAPE, "stm32l476")
     assert row["w_bits"] == row["a_bits"] == [8]
     assert row["bops"] == MACS * 8 * 8
-    # TFLite int8: 1-byte weights, int32 biases, one float32 scale per output channel
-    assert row["flash_bytes"] == sum(WEIGHTS.values()) + 4 * BIASES + 4 * sum(OUT_CHANNELS.values())
+    # int8 as deployed: 1-byte weights, int32 biases, an int32 multiplier and an int32 shift per output channel
+    assert row["flash_bytes"] == sum(WEIGHTS.values()) + 4 * BIASES + 8 * sum(OUT_CHANNELS.values())
     assert row["peak_sram_bytes"] == PEAK_ELEMENTS  # 11,520 + 2,880 bytes, both 16-byte aligned
     assert row["compressed_bytes"] == row["flash_bytes"]
     # --bits prices only what nothing quantized: here just the logits buffer (no quantized layer reads it), so
@@ -84,11 +84,11 @@ def test_compressed_bytes_count_values_at_their_quantized_width():
     assert kept == {n: w - round(0.8 * w) for n, w in WEIGHTS.items()}
     bitmask_32 = sum(WEIGHTS[n] + 32 * kept[n] for n in WEIGHTS) + 32 * BIASES
     values_8 = sum(WEIGHTS[n] + 8 * kept[n] for n in WEIGHTS) + 32 * BIASES
-    scales = 32 * sum(OUT_CHANNELS.values())
+    scales = 64 * sum(OUT_CHANNELS.values())  # int32 multiplier + int32 shift per output channel
     assert sparse_bytes(model) == -(-bitmask_32 // 8) == 400_533  # 391 KiB: the issue's figure at 32 bits
     assert -(-values_8 // 8) == 142_233  # 139 KiB of values and int32 biases, as the issue says
     row = price(model, SHAPE, "stm32l476")
-    assert row["compressed_bytes"] == -(-(values_8 + scales) // 8) == 144_553  # + 2,320 B of int8 scales
+    assert row["compressed_bytes"] == -(-(values_8 + scales) // 8) == 146_873  # + 4,640 B of requantization constants
     assert row["nz_params"] == sum(kept.values()) + BIASES
 
 
@@ -109,10 +109,10 @@ def test_storage_table_stores_values_at_the_layer_width():
     model = apply(nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10)), PruneConfig(sparsity=0.5))
     apply(model, ClusterConfig(bits=3, layers=["2"]))
     rows = {r["layer"]: r for r in storage_table(model, value_bits={"0": 8, "2": 8})["layers"]}
-    assert rows["0"]["weight_bits"] == 8 and rows["0"]["codebook_bits"] == 32 * 100  # int8 values + scales
+    assert rows["0"]["weight_bits"] == 8 and rows["0"]["codebook_bits"] == 64 * 100  # int8 values + multiplier, shift
     assert rows["2"]["weight_bits"] == 3
     centroids = 8
-    assert rows["2"]["codebook_bits"] == 8 * centroids + 32 * 10  # 8-bit entries + their scales
+    assert rows["2"]["codebook_bits"] == 8 * centroids + 64 * 10  # 8-bit entries + multiplier, shift
     # the paper's float accounting is unchanged by default
     assert storage_table(model)["layers"][1]["codebook_bits"] == 32 * centroids
 
@@ -139,7 +139,7 @@ def test_bits_prices_an_unquantized_recipe_at_n_and_says_so(tmp_path, capsys):
     for row in (result["before"], result["after"]):
         assert row["w_bits"] == row["a_bits"] == [8]
         assert row["bops"] == macs * 8 * 8
-        assert row["flash_bytes"] == macs + 4 * 42 + 4 * 42  # int8 weights, int32 biases, per-channel scales
+        assert row["flash_bytes"] == macs + 4 * 42 + 8 * 42  # int8 weights, int32 biases, multiplier + shift
     assert "unquantized layers priced at 8 bits (--bits)" in out
     code = main([*args, "--out", f"{tmp_path}/float"])
     capsys.readouterr()

@@ -150,8 +150,8 @@ def test_bops_and_bytes_follow_bit_widths():
         totals = analyze(fc, (1, 256), "stm32l476", bits=w, act_bits=a).totals
         assert totals["bops"] == 256 * 128 * w * a
         assert totals["weight_bytes"] == math.ceil((256 * 128 + 128) * w / 8)
-    # int8 deployment: int8 weights, int32 biases, one float32 scale per output channel (TFLite per-channel)
-    assert analyze(fc, (1, 256), "stm32l476", bits=8).totals["flash_bytes"] == 256 * 128 + 128 * 4 + 128 * 4
+    # int8 deployment: int8 weights, int32 biases, an int32 multiplier and an int32 shift per output channel
+    assert analyze(fc, (1, 256), "stm32l476", bits=8).totals["flash_bytes"] == 256 * 128 + 128 * 4 + 128 * 8
 
 
 def test_latency_is_a_roofline():

@@ -4,8 +4,9 @@ Order (everything a user can get wrong is refused before the first file is writt
 folder, model (a MODEL spec or a ``nntailor compress`` folder rebuilt exactly), calibration data, ``analyze``'s
 fit verdict (``--force`` overrides), ``build_int_model`` (unsupported ops and int32 accumulator overflow, named
 per layer). Then each format's exporter writes into a temporary folder next to ``--out``, every artifact is
-checked against our reference (the .tflite in TFLM, layer by layer; the .onnx in onnxruntime, LSB counts), and
-the folder is moved into place: an interrupted deploy leaves nothing half-written.
+checked against our reference (the .tflite in TFLM, layer by layer; the .onnx in onnxruntime, LSB counts; the C
+on the host and, for a target with a Cortex-M ``core``, built for it and run under QEMU), and the folder is moved
+into place: an interrupted deploy leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,10 +31,14 @@ from nntailor.errors import UserError
 from nntailor.graph.types import Shape
 from nntailor.targets import Target
 
+if TYPE_CHECKING:
+    from nntailor.deploy.c import CProject
+
 MARKER = "nntailor deploy"  # report.json's "producer": what makes an existing --out folder ours
 REPORT = "report.json"
 CALIB_SAMPLES = 512  # what build_int_model observes (8 batches of 64): the report says what was used
 CHECK_SAMPLES = 16  # inputs every artifact is run on against the reference
+QEMU_TIMEOUT_S = 600.0  # one QEMU run of the check inputs
 LAYER_SAMPLES = 4  # of those, inputs TFLM is run on with every intermediate tensor kept (per-layer check)
 
 
@@ -78,9 +84,10 @@ def _onnx(model: IntModel, folder: Path, inputs: list[np.ndarray]) -> Artifact:
     return Artifact(["model.onnx"], {"bit_exact": exact, "bytes": len(buf), **found})
 
 
-def _c(model: IntModel, folder: Path, inputs: list[np.ndarray]) -> Artifact:
+def _c(model: IntModel, folder: Path, inputs: list[np.ndarray], core: str | None = None) -> Artifact:
     """DIR/c/ (model.c/.h, kernels, main.c, Makefile); ``make host`` builds model_host, whose output bytes for the
-    check inputs are compared with the reference."""
+    check inputs are compared with the reference. With the target's ``core``, the same sources are also built for
+    that Cortex-M and run under QEMU (``cortexm`` in the check)."""
     from nntailor.deploy.c import run_host, write_c
 
     project = write_c(model, folder / "c")
@@ -91,9 +98,42 @@ def _c(model: IntModel, folder: Path, inputs: list[np.ndarray]) -> Artifact:
         name = model.outputs[0]
         outputs[name] = bool((run_host(binary, inputs, model.tensors[name].shape) == ours[name]).all())
     files = sorted(str(p.relative_to(folder)) for p in project.files) + ["c/model_host"]
-    return Artifact(files, {"runtime": "generated C99, host build (make host)", "samples": int(len(inputs[0])),
-                            "bit_exact": bool(outputs) and all(outputs.values()), "outputs": outputs,
-                            "arena_bytes": project.arena_bytes, "const_bytes": project.flash_arrays_bytes})
+    check = {"runtime": "generated C99, host build (make host)", "samples": int(len(inputs[0])),
+             "bit_exact": bool(outputs) and all(outputs.values()), "outputs": outputs,
+             "arena_bytes": project.arena_bytes, "const_bytes": project.flash_arrays_bytes}
+    if core is not None:
+        check["cortexm"] = _cortexm(model, project, inputs, core, ours)
+        if "elf" in check["cortexm"]:
+            files.append(check["cortexm"]["elf"])
+    return Artifact(files, check)
+
+
+def _cortexm(model: IntModel, project: CProject, inputs: list[np.ndarray], core: str,
+             ours: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The generated C built for ``core`` (deploy.cortexm) and run under QEMU on the check inputs: output bytes
+    against the reference, ``arm-none-eabi-size``'s flash and static RAM, and instructions per inference (the
+    count of a two-input run minus a one-input run: startup, stdio and exit cancel). A missing toolchain is
+    recorded in one line naming the Debian package; the host outputs are written all the same."""
+    from nntailor.deploy import cortexm
+    from nntailor.deploy.c import _stdin_bytes
+
+    missing = cortexm.missing_toolchain(core)
+    if missing is not None:
+        return {"core": core, "built": False, "missing": missing}
+    out_dir = project.out_dir / "cortexm"
+    elf = cortexm.build([project.out_dir / n for n in ("model.c", "nnt_kernels.c", "main.c")], core, out_dir,
+                        name=f"model_{core.replace('-', '_')}")
+    result = cortexm.run(elf, core, _stdin_bytes(inputs), timeout=QEMU_TIMEOUT_S)
+    want = b"".join(np.ascontiguousarray(ours[name]).tobytes() for name in model.outputs)
+    one, two = ([x[:k] for x in inputs] for k in (1, 2))
+    per_inference = (cortexm.insn_count(elf, core, _stdin_bytes(two), QEMU_TIMEOUT_S)
+                     - cortexm.insn_count(elf, core, _stdin_bytes(one), QEMU_TIMEOUT_S))
+    sizes = cortexm.size(elf)
+    return {"core": core, "built": True, "machine": cortexm.core_spec(core).machine,
+            "elf": str(elf.relative_to(project.out_dir.parent)), "samples": int(len(inputs[0])),
+            "bit_exact": result.exit_code == 0 and result.stdout_bytes == want, "exit_code": result.exit_code,
+            "instructions_per_inference": per_inference, "size": sizes, "arena_bytes": project.arena_bytes,
+            "const_bytes": project.flash_arrays_bytes}
 
 
 # format -> exporter
@@ -329,7 +369,8 @@ def deploy_model(
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should read like any other folder
     try:
         for fmt in chosen:
-            artifact = EXPORTERS[fmt](int_model, tmp, inputs)
+            exporter = partial(_c, core=tgt.core) if fmt == "c" and tgt.core else EXPORTERS[fmt]
+            artifact = exporter(int_model, tmp, inputs)
             result["files"] += artifact.files
             result["checks"][fmt] = artifact.check
         result["files"].append(REPORT)

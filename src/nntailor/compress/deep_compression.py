@@ -6,8 +6,8 @@ as a share of its 32-bit original. Totals count 32-bit biases and one codebook e
 
 Values (codebook entries, or the weights of a layer not weight-shared) are stored at the layer's own width:
 32 bits for a float layer as in the paper, the quantized width for a quantized one. Integer values (under 16
-bits) carry one float32 scale per output channel, as ``analyze`` counts them in flash (TFLite's per-channel
-quantization parameters).
+bits) carry per output channel the int32 multiplier and int32 shift the deployed C stores, as ``analyze``
+counts them in flash (``cost.metrics.QUANT_PARAM_BYTES``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from nntailor.compress.storage import (
     index_bits_needed,
     relative_indices,
 )
+from nntailor.cost.metrics import QUANT_PARAM_BYTES
 
 MAX_CODEBOOK = 1 << 16  # ClusterConfig allows up to 16 bits
 ValueBits = int | Mapping[str, int]  # one width, or one per layer name (layers not named: 32-bit float)
@@ -40,11 +41,12 @@ def _width(value_bits: ValueBits, name: str) -> int:
 
 
 def scale_bits(module: nn.Module, value_bits: int) -> int:
-    """One float32 scale per output channel for integer values; none for float values."""
+    """Per output channel, the requantization constants flash holds for integer values (``analyze``'s
+    ``flash_bytes``: an int32 multiplier and an int32 shift); none for float values."""
     if value_bits >= 16:
         return 0
     channels = getattr(module, "out_channels", None) or module.out_features
-    return 32 * channels
+    return 8 * QUANT_PARAM_BYTES * channels
 
 
 def codebook_pays(levels: int, stored: int, value_bits: int) -> bool:

@@ -222,13 +222,20 @@ def weight_bytes(layer: Layer, bits: int, *, shared: bool = False) -> int:
     return sum(math.ceil(w.numel() * bits / 8) for w in weights.values())
 
 
+# int32 multiplier + int32 shift per output channel (deploy/c.py's _mac_block arrays)
+QUANT_PARAM_BYTES = 8
+
+
 def flash_bytes(layer: Layer, bits: int) -> int:
-    """Stored size as a TFLite-style integer model: weights at ``bits``, int32 biases, and one float32
-    scale per output channel of quantized conv/linear weights."""
+    """Stored size as the deployed integer model: weights at ``bits``, int32 biases, and per output channel of
+    quantized conv/linear weights the requantization constants the C of ``deploy/c.py`` holds in flash: an int32
+    multiplier and an int32 shift (TFLite spec: M = M0 * 2^-n; TFLM's Prepare computes the same two int32 per
+    channel, kept in its arena's persistent tail; the .tflite's float32 scale is not read at run time)."""
     total = sum(param_bytes(w, n, bits, int32_bias=True) for n, w in layer.weights.items())
-    if bits < 16:  # one scale per output channel: axis 1 of a transposed conv's weight, axis 0 otherwise
+    if bits < 16:  # per output channel: axis 1 of a transposed conv's weight, axis 0 otherwise
         axis = 1 if layer.op == "conv_transpose" else 0
-        total += sum(4 * w.shape[axis] for n, w in layer.weights.items() if w.dim() >= 2 and "bias" not in n)
+        total += sum(QUANT_PARAM_BYTES * w.shape[axis] for n, w in layer.weights.items()
+                     if w.dim() >= 2 and "bias" not in n)
     return total
 
 

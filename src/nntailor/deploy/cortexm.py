@@ -265,3 +265,16 @@ def size(elf: str | Path) -> dict[str, int]:
     bss -= heap + stack
     return {"text": text, "data": data, "bss": bss, "heap": heap, "stack": stack,
             "flash": text + data, "static_ram": data + bss, "ram_reserved": heap + stack}
+
+
+def missing_toolchain(core: str) -> str | None:
+    """None when this machine can build for ``core``, run it under QEMU and count its instructions; otherwise
+    the one line naming the Debian package to install (what ``tool`` and the newlib check would raise)."""
+    spec = core_spec(core)
+    try:
+        for name in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm", "gcc"):
+            tool(name)
+        _check_newlib(tool("arm-none-eabi-gcc"), spec.cflags)
+    except UserError as exc:
+        return str(exc)
+    return None

@@ -51,6 +51,8 @@ def render_deploy(result: dict[str, Any], console: Console) -> None:
         console.print(f"arena: TFLM {_b(arena['head'] + arena['tail'])} (head {_b(arena['head'])}"
                       f" + tail {_b(arena['tail'])}); ours {_b(a['arena_bytes'])} (planned "
                       f"{_b(a['peak_sram_bytes'])} + tail {_b(a['arena_tail_bytes'])})")
+    if c and "cortexm" in c:
+        _render_cortexm(c["cortexm"], a, console)
     flash = f"flash: analyze {_b(a['flash_bytes'])}"
     if tflite:
         flash += f"; model.tflite {_b(tflite['bytes'])}"
@@ -59,3 +61,20 @@ def render_deploy(result: dict[str, Any], console: Console) -> None:
     console.print(f"latency on {result['target']} (analyze): {format_time(a['latency_s'])}; {verdict}")
     for violation in a["violations"]:
         console.print(f"  {violation}")
+
+
+def _render_cortexm(m: dict[str, Any], a: dict[str, Any], console: Console) -> None:
+    """The build for the target's core under QEMU: bit-exactness, arm-none-eabi-size, instructions, analyze."""
+    if not m["built"]:
+        console.print(f"{m['core']}: not built: {m['missing']}")
+        return
+    size = m["size"]
+    console.print(f"{m['core']} ({m['machine']} under QEMU) output bit-exact over {m['samples']} inputs: "
+                  f"{_yes(m['bit_exact'])}; {m['instructions_per_inference']:,} instructions per inference "
+                  "(executed instructions, not cycles)")
+    console.print(f"  arm-none-eabi-size: flash {_b(size['flash'])} (text {_b(size['text'])} + data "
+                  f"{_b(size['data'])}), static RAM {_b(size['static_ram'])} (data + bss {_b(size['bss'])}, the "
+                  f"arena {_b(m['arena_bytes'])} inside bss) + stack {_b(size['stack'])} + heap {_b(size['heap'])}")
+    console.print(f"  beside analyze: model constants {_b(m['const_bytes'])} of flash, analyze's flash_bytes "
+                  f"{_b(a['flash_bytes'])} (the rest of flash is kernels, harness and newlib); arena "
+                  f"{_b(m['arena_bytes'])}, analyze's peak_sram_bytes {_b(a['peak_sram_bytes'])}")

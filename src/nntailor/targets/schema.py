@@ -200,6 +200,8 @@ class Target(_Strict):
     # tail (interpreter structs, op data) is estimated per model by ``cost.tflm_arena``
     runtime_sram_bytes: int = Field(default=0, ge=0)
     runtime_flash_bytes: int = Field(default=0, ge=0)  # inference code
+    # an MCU's CPU, as gcc's -mcpu names it: ``nntailor deploy`` builds the generated C for it (deploy.cortexm)
+    core: Literal["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"] | None = None
     # accelerators with a PE array: its shape and the dataflow that maps layers onto it (cost.accel prices them)
     array: PEArray | None = None
     dataflow: Dataflow | None = None
