@@ -57,7 +57,7 @@ def layer_kind(op: IntOp) -> str:
 
 def per_inference(model: IntModel, core: str, out: Path) -> tuple[int, dict[str, int], int]:
     """Instructions per inference, the ELF's sizes, and the flash the int16 pointwise weights add."""
-    project = write_c(model, out / "c")
+    project = write_c(model, out / "c", simd_pointwise=True)
     elf = cortexm.build([project.out_dir / name for name in SOURCES], core, out / core)
     rng = np.random.default_rng(0)
     x = b"".join(rng.integers(-128, 128, model.tensors[t].shape[1:]).astype(np.int8).tobytes() for t in model.inputs)

@@ -50,7 +50,7 @@ CASES = [(5, 5, 64, 64, True, True), (3, 1, 4, 2, False, True), (1, 7, 12, 6, Tr
 def test_pointwise_layers_are_bit_exact_on_the_host(h, w, in_c, out_c, per_channel, bias, tmp_path: Path) -> None:
     rng = np.random.default_rng(h * 1000 + in_c + out_c)
     model = pointwise_model(rng, h, w, in_c, out_c, per_channel=per_channel, bias=bias)
-    project = write_c(model, tmp_path / "c")
+    project = write_c(model, tmp_path / "c", simd_pointwise=True)
     assert "nnt_pointwise(" in (tmp_path / "c" / "model.c").read_text()
     x = random_inputs(rng, model, 6)
     ours = run_host(project.build_host(), x, model.tensors["y"].shape)
@@ -63,7 +63,7 @@ def test_pointwise_layers_are_bit_exact_under_qemu(core: str, tmp_path: Path) ->
     """The SIMD path (m4) and the portable one (m0) on an odd pixel count, against TFLM."""
     rng = np.random.default_rng(7)
     model = pointwise_model(rng, 5, 3, 20, 8)
-    project = write_c(model, tmp_path / "c")
+    project = write_c(model, tmp_path / "c", simd_pointwise=True)
     elf = cortexm.build([project.out_dir / name for name in SOURCES], core, tmp_path / core)
     x = random_inputs(rng, model, 3)
     result = cortexm.run(elf, core, stdin_bytes=x[0].tobytes(), timeout=120)
@@ -73,7 +73,7 @@ def test_pointwise_layers_are_bit_exact_under_qemu(core: str, tmp_path: Path) ->
 
 def instructions_per_inference(model: IntModel, core: str, out_dir: Path) -> int:
     """cortexm.insn_count's recipe: the same ELF with one and with two inferences, subtracted."""
-    project = write_c(model, out_dir / "c")
+    project = write_c(model, out_dir / "c", simd_pointwise=True)
     elf = cortexm.build([project.out_dir / name for name in SOURCES], core, out_dir / core)
     x = random_inputs(np.random.default_rng(0), model, 2)[0]
     one = cortexm.insn_count(elf, core, x[:1].tobytes(), timeout=120)
@@ -140,7 +140,7 @@ int main(void) {{
 def test_single_rounding_pointwise_follows_the_reference(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     model = pointwise_model(rng, 3, 3, 16, 6)
-    project = write_c(model, tmp_path / "c", rounding="single")
+    project = write_c(model, tmp_path / "c", rounding="single", simd_pointwise=True)
     x = random_inputs(rng, model, 8)
     ours = run_host(project.build_host(), x, model.tensors["y"].shape)
     assert (ours == model.run(*x, rounding="single")["y"]).all()

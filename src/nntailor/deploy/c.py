@@ -129,7 +129,7 @@ def _c_list(values) -> str:
     return "{" + ", ".join(str(int(v)) for v in values) + "}"
 
 
-def _emit(w: _Writer, op: IntOp, model: IntModel, ptr: dict[str, str]) -> None:
+def _emit(w: _Writer, op: IntOp, model: IntModel, ptr: dict[str, str], simd_pointwise: bool = False) -> None:
     """The Eval call of one op: its constants as arrays, its geometry and quantization as literals."""
     t = model.tensors
     out = t[op.output]
@@ -151,7 +151,7 @@ def _emit(w: _Writer, op: IntOp, model: IntModel, ptr: dict[str, str]) -> None:
                          f"{ptr[op.output]});")
         else:
             block += _mac_block(w, op, model, stem)
-            pointwise = op.kind == "conv" and _is_pointwise(geometry)
+            pointwise = simd_pointwise and op.kind == "conv" and _is_pointwise(geometry)
             weight = (w.array("int16_t", f"{stem}_weight", _pointwise_order(op.weight)) if pointwise
                       else w.array("int8_t", f"{stem}_weight", op.weight))
             bias = w.array("int32_t", f"{stem}_bias", op.bias) if op.bias is not None else "NULL"
@@ -359,8 +359,13 @@ def kernel_sources() -> list[Path]:
     return [_packaged(name) for name in KERNEL_FILES]
 
 
-def write_c(int_model: IntModel, out_dir: str | Path, *, rounding: str = "double") -> CProject:
-    """Write the model's C99 project into ``out_dir`` (created if missing); nothing is compiled."""
+def write_c(int_model: IntModel, out_dir: str | Path, *, rounding: str = "double",
+            simd_pointwise: bool = False) -> CProject:
+    """Write the model's C99 project into ``out_dir`` (created if missing); nothing is compiled.
+
+    ``simd_pointwise`` runs 1x1 convs through ``nnt_pointwise``, whose weights are stored widened to int16 in the
+    order it reads them: under 2 instructions per MAC on a Cortex-M4 (against ~4.5), for one more flash byte per
+    pointwise weight (DS-CNN +16 KiB, VWW +192 KiB). Off by default, so flash is what ``analyze`` prices."""
     if rounding not in ROUNDINGS:
         raise UserError(f"rounding must be 'double' or 'single', got {rounding!r}")
     planner, root = arena_plan(int_model)
@@ -369,7 +374,7 @@ def write_c(int_model: IntModel, out_dir: str | Path, *, rounding: str = "double
     ptr = {name: f"arena + {offset}" for name, offset in offsets.items()}
     writer = _Writer()
     for op in int_model.ops:  # every op is checked before a file is written
-        _emit(writer, op, int_model, ptr)
+        _emit(writer, op, int_model, ptr, simd_pointwise)
     in_bytes = sum(math.prod(int_model.tensors[n].shape) for n in int_model.inputs)
     out_bytes = sum(math.prod(int_model.tensors[n].shape) for n in int_model.outputs)
     out = Path(out_dir)
