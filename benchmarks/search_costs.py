@@ -8,6 +8,9 @@ figure per path is the median seconds per design:
   other number is checked against;
 * ``cold``: ``CostModel.totals`` with an empty segment cache, so every segment is new (compiled to a graph by
   ``search.compile`` and priced by ``analyze``, never captured): the cost of a first visit;
+* ``new_segs``: a cost model that has priced the designs before this one, with its segment cache emptied: every
+  segment is new, but layers other segments share (same kind, shapes, widths) come from its per-layer cache, as
+  in a search that has run a while;
 * ``warm``: a cost model that has priced the design before (every segment cached).
 
 Every cold and warm total is compared with ``analyze``'s before anything is reported. The issue's goal: cold
@@ -62,7 +65,8 @@ def main() -> None:
         CostModel(args.target).totals(d)
     designs = designs[:-5]
     warm_costs = CostModel(args.target)
-    times: dict[str, list[float]] = {"analyze": [], "cold": [], "warm": []}
+    seg_cold_costs = CostModel(args.target)
+    times: dict[str, list[float]] = {"analyze": [], "cold": [], "new_segs": [], "warm": []}
     for i, d in enumerate(designs):
         timed = i < args.analyze_designs
         if timed:
@@ -73,12 +77,16 @@ def main() -> None:
         start = time.perf_counter()
         cold = cold_costs.totals(d)
         times["cold"].append(time.perf_counter() - start)
+        seg_cold_costs._segments.clear()
+        start = time.perf_counter()
+        new_segs = seg_cold_costs.totals(d)
+        times["new_segs"].append(time.perf_counter() - start)
         warm_costs.totals(d)
         start = time.perf_counter()
         warm = warm_costs.totals(d)
         times["warm"].append(time.perf_counter() - start)
         if timed:
-            for fast in (cold, warm):
+            for fast in (cold, new_segs, warm):
                 for key in TOTALS:
                     if isinstance(ref[key], dict):
                         assert all(math.isclose(fast[key][k], ref[key][k], rel_tol=1e-9) for k in ref[key]), key

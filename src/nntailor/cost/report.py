@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -145,7 +146,7 @@ def _fused_cost(layer: Layer, host: str, w_bits: int, a_bits: int, nz: int) -> L
     )
 
 
-def _folded_bias_bytes(layer: Layer, bn_hosts: set[str], bits: int) -> int:
+def _folded_bias_bytes(layer: Layer, bn_hosts: AbstractSet[str], bits: int) -> int:
     """A conv without bias gains one when a BN is folded into it (int32 under integer quantization)."""
     if layer.name not in bn_hosts or "bias" in layer.weights or len(layer.output_shape) < 2:
         return 0
@@ -187,6 +188,263 @@ def _verdict_note(unpriced: list[str]) -> str | None:
             f"buffers (state, scratch, time): {'; '.join(unpriced)}")
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``analyze`` was asked for, checked: the target and every width, arithmetic and mode."""
+
+    target: Target
+    w_bits: int
+    a_bits: int
+    layer_bits: Mapping[str, tuple[int, int]]
+    layer_arith: Mapping[str, str]
+    buffer_bits: Mapping[str, int] | None
+    energy_model: str | None
+    count_like: tuple[str, ...]
+    io: str
+    per_channel_dense: bool
+    strict: bool
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """What fusion decides for the whole graph, which pricing one layer needs: each fused layer's host, the hosts
+    that absorbed a BN (they gain a bias), and the unpadded input reads of convs that absorbed a zero pad."""
+
+    fused: dict[str, str]
+    bn_hosts: frozenset[str]
+    unpadded: dict[str, int]
+
+
+def prepare(
+    target: str | Target,
+    *,
+    bits: int = 8,
+    act_bits: int | None = None,
+    layer_bits: Mapping[str, tuple[int, int]] | None = None,
+    layer_arith: Mapping[str, str] | None = None,
+    buffer_bits: Mapping[str, int] | None = None,
+    energy_model: str | None = None,
+    strict: bool = False,
+    count_like: Sequence[str] = (),
+    io: str = "int8",
+    per_channel_dense: bool = True,
+) -> Options:
+    """Stage 1: load the target and check every option (a ``UserError`` before any long work)."""
+    tgt = load(target)
+    w_bits = check_bits(bits, "weight bits")
+    a_bits = check_bits(act_bits if act_bits is not None else bits, "activation bits")
+    for tool in count_like:
+        if tool not in TOOLS:
+            raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
+    if io not in IO_KINDS:
+        raise UserError(f"io must be {' or '.join(map(repr, IO_KINDS))}, got {io!r}")
+    if energy_model not in (None, "traffic", "opal"):
+        raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
+    for wb, ab in (layer_bits or {}).values():
+        check_bits(wb, "weight bits")
+        check_bits(ab, "activation bits")
+    arith_of = dict(layer_arith or {})
+    for where, kind in arith_of.items():
+        if kind not in ARITH_KINDS:
+            raise UserError(f"layer {where!r}: unknown arithmetic {kind!r}; valid: {', '.join(ARITH_KINDS)}")
+    return Options(target=tgt, w_bits=w_bits, a_bits=a_bits, layer_bits=layer_bits or {}, layer_arith=arith_of,
+                   buffer_bits=buffer_bits, energy_model=energy_model, count_like=tuple(count_like), io=io,
+                   per_channel_dense=per_channel_dense, strict=strict)
+
+
+def graph_of(model: nn.Module | Graph, input_shape: Shape | Sequence[Shape] | None, name: str | None) -> Graph:
+    """Stage 2: the graph to price: ``model`` itself when it is one, else its capture."""
+    if isinstance(model, Graph):
+        return model
+    if input_shape is None:
+        raise UserError("an input shape is needed to analyze a model, e.g. (1, 3, 32, 32)")
+    return capture(model, input_shape, name=name)
+
+
+def unpriced_ops(graph: Graph, strict: bool) -> list[str]:
+    """The ops without a pricing rule, as the report lists them; with ``strict`` their presence is an error."""
+    unpriced = [f"{layer.name} ({layer.module or 'top level'}: {layer.target})" for layer in graph.unpriced()]
+    if strict and unpriced:
+        raise UserError(f"--strict: no pricing rule for {len(unpriced)} op(s): {'; '.join(unpriced)}")
+    return unpriced
+
+
+def fuse(graph: Graph) -> Fusion:
+    """Stage 3: fusion (``cost.fusion``) and what it implies for the hosts' reads and biases."""
+    fused = fused_layers(graph)
+    by_name = {layer.name: layer for layer in graph.layers}
+    bn_hosts = frozenset(host for name, host in fused.items() if by_name[name].op == "batchnorm")
+    # a conv that absorbed a zero pad reads the unpadded tensor (its padded taps are skipped, never loaded)
+    unpadded = {host: by_name[name].activation_input_numel for name, host in fused.items() if by_name[name].op == "pad"}
+    return Fusion(fused=fused, bn_hosts=bn_hosts, unpadded=unpadded)
+
+
+def price_layer(
+    layer: Layer,
+    tgt: Target,
+    fusion: Fusion,
+    *,
+    w_bits: int,
+    a_bits: int,
+    out_bits: int,
+    arith: str = "mul",
+    energy_model: str | None = None,
+    counts: Mapping[str, int] | None = None,
+) -> LayerCost:
+    """Stage 4, one layer: its cost at weight width ``w_bits``, input width ``a_bits`` and output width
+    ``out_bits``, given the graph's fusion. It depends on nothing else, so callers may cache it by those inputs.
+    ``normalized_arith_intensity`` is left 0: it needs the whole model's highest AI (``price``)."""
+    counts = metrics.nonzero_counts(layer) if counts is None else counts
+    nz_params = sum(counts[k] for k in layer.weights)
+    if layer.name in fusion.fused or layer.attrs.get("constant") or layer.attrs.get("dead"):
+        # folded into its host, a constant the converter precomputes, or a result nothing uses (the
+        # converter drops it): parameters count, nothing else
+        host = fusion.fused.get(layer.name, "constant" if layer.attrs.get("constant") else "dead")
+        return _fused_cost(layer, host, w_bits, a_bits, nz_params)
+    wb, ab = w_bits, a_bits
+    m, ops = metrics.macs(layer), metrics.other_ops(layer)
+    nz = metrics.nz_macs(layer, dict(counts))
+    executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
+    in_reads = fusion.unpadded.get(layer.name)
+    t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=dict(counts) if tgt.compute.skip_zeros else None,
+                out_bits=out_bits, reads=in_reads)
+    energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t,
+                          arith=arith, reads=in_reads)
+    timing = layer_timing(layer, tgt, wb, ab, executed, t, ops)
+    reads, writes = metrics.act_elements(layer, in_reads)
+    return LayerCost(
+        name=layer.name,
+        op=layer.op,
+        target=layer.target,
+        module=layer.module,
+        input_shape=list(layer.input_shape),
+        output_shape=list(layer.output_shape),
+        macs=m,
+        nz_macs=nz,
+        params=layer.params,
+        nz_params=nz_params,
+        other_ops=ops,
+        bops=m * wb * ab,
+        weight_bytes=metrics.weight_bytes(layer, wb),
+        act_bytes=math.ceil((reads * ab + writes * out_bits) / 8),
+        flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, fusion.bn_hosts, wb),
+        energy_pj=sum(energy.values()),
+        energy_breakdown_pj=energy,
+        latency_s=timing.seconds(tgt),
+        cycles=timing.cycles,
+        bound=timing.bound,
+        arith_intensity=metrics.arith_intensity(layer),
+        normalized_arith_intensity=0.0,
+        w_bits=wb,
+        a_bits=ab,
+        arith=arith,
+        utilization=timing.utilization,
+        energy_pj_by_level={k: v for k, v in energy.items() if k != "compute"} if tgt.array else None,
+    )
+
+
+def layer_widths(graph: Graph, opts: Options, fusion: Fusion) -> list[tuple[int, int, int]]:
+    """Each layer's (weight, input activation, output) widths, in graph order. With ``buffer_bits`` (the width each
+    tensor is stored at) a layer without its own entry (a pool, a pad, a view) reads its input at that width; views
+    and fused layers pass their source's width on."""
+    per_layer, a_bits, stored = opts.layer_bits, opts.a_bits, dict(opts.buffer_bits or {})
+    stored_width = {name: stored.get(name, a_bits) for name in graph.input_names}
+    widths: list[tuple[int, int, int]] = []
+    for layer in graph.layers:
+        source_width = next((stored_width[i] for i in layer.inputs if i in stored_width), a_bits)
+        own = per_layer.get(layer.name) or per_layer.get(layer.module)
+        wb, ab = _layer_bits(layer, opts.w_bits, a_bits, per_layer)
+        if opts.buffer_bits is not None and own is None:
+            ab = source_width
+        if layer.name in fusion.fused or layer.op in ALIAS_KINDS:
+            stored_width[layer.name] = source_width
+        out_bits = ab if opts.buffer_bits is None else stored.get(layer.name, a_bits)
+        if layer.op in ALIAS_KINDS:
+            out_bits = source_width if opts.buffer_bits is not None else out_bits
+        if not _costless(layer, fusion):
+            stored_width.setdefault(layer.name, out_bits)
+        widths.append((wb, ab, out_bits))
+    return widths
+
+
+def _costless(layer: Layer, fusion: Fusion) -> bool:
+    """Fused, constant or dead: priced by ``_fused_cost``, with no buffer of its own."""
+    return layer.name in fusion.fused or bool(layer.attrs.get("constant")) or bool(layer.attrs.get("dead"))
+
+
+def act_widths(graph: Graph, opts: Options, fusion: Fusion, widths: list[tuple[int, int, int]]) -> dict[str, int]:
+    """The width each arena buffer is stored at where it is not the model's ``a_bits``: a graph input named in
+    ``buffer_bits`` or ``layer_bits``, and every op that writes a buffer (its output width)."""
+    per_layer, stored = opts.layer_bits, dict(opts.buffer_bits or {})
+    out = {name: stored.get(name, per_layer[name][1] if name in per_layer else opts.a_bits)
+           for name in graph.input_names if name in stored or name in per_layer}
+    for layer, (_, _, out_bits) in zip(graph.layers, widths, strict=True):
+        if not _costless(layer, fusion):
+            out[layer.name] = out_bits
+    return out
+
+
+def price(graph: Graph, opts: Options, fusion: Fusion, widths: list[tuple[int, int, int]]) -> list[LayerCost]:
+    """Stage 4: every layer's cost (``price_layer``), with AI normalized to the model's highest (seed 004)."""
+    arith_of = opts.layer_arith
+    layers = [price_layer(layer, opts.target, fusion, w_bits=wb, a_bits=ab, out_bits=out_bits,
+                          arith=arith_of.get(layer.name) or arith_of.get(layer.module) or "mul",
+                          energy_model=opts.energy_model)
+              for layer, (wb, ab, out_bits) in zip(graph.layers, widths, strict=True)]
+    top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
+    for lc in layers:
+        lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
+    return layers
+
+
+def plan(graph: Graph, opts: Options, fusion: Fusion, act_bits_of: dict[str, int]) -> tuple[GreedyPlanner, int]:
+    """Stage 5: the arena's planned head (TFLM's greedy planner) and its persistent tail, in bytes."""
+    arena = plan_activations(graph, opts.a_bits, fusion.fused, act_bits_of, io=opts.io)
+    tail = persistent_tail_bytes(tail_counts(graph, fusion.fused, io=opts.io, act_bits=opts.a_bits,
+                                             per_channel_dense=opts.per_channel_dense))
+    return arena, tail
+
+
+def totals_of(layers: Sequence[LayerCost], tgt: Target, *, params: int, unowned_nz: int, arena: GreedyPlanner,
+              tail: int) -> dict[str, Any]:
+    """The model's totals from its layer costs, arena and tail: the one place they are summed (``analyze`` and
+    ``search.CostModel`` both call it)."""
+    breakdown: dict[str, float] = {}
+    for lc in layers:
+        for key, value in lc.energy_breakdown_pj.items():
+            breakdown[key] = breakdown.get(key, 0.0) + value
+    totals: dict[str, Any] = {
+        "macs": sum(lc.macs for lc in layers),
+        "params": params,
+        # parameters no layer uses (an unused head) still count, as in ``params``
+        "nz_params": sum(lc.nz_params for lc in layers) + unowned_nz,
+        "nz_macs": sum(lc.nz_macs for lc in layers),
+        "bops": sum(lc.bops for lc in layers),
+        "weight_bytes": sum(lc.weight_bytes for lc in layers),
+        "peak_sram_bytes": arena.peak_bytes(),
+        # TFLM's persistent arena beside the planned head: tensor and node structs, op data, per-channel params
+        "arena_tail_bytes": tail,
+        "flash_bytes": sum(lc.flash_bytes for lc in layers),
+        "energy_pj": sum(lc.energy_pj for lc in layers),
+        "latency_s": sum(lc.latency_s for lc in layers),
+        # beyond the contract: what the headline numbers are made of
+        "other_ops": sum(lc.other_ops for lc in layers),
+        "act_lower_bound_bytes": arena.lower_bound_bytes(),
+        "energy_breakdown_pj": breakdown,
+        "cycles": sum(lc.cycles for lc in layers),
+    }
+    if tgt.array is not None:  # SCALE-Sim's overall utilization: all MACs / (all cycles x PEs)
+        executed_macs = totals["nz_macs"] if tgt.compute.skip_zeros else totals["macs"]
+        totals["utilization"] = executed_macs / (totals["cycles"] * tgt.array.pes) if totals["cycles"] else 0.0
+    return totals
+
+
+def verdict(tgt: Target, totals: Mapping[str, Any]) -> list[str]:
+    """Stage 6: what does not fit (empty when the model fits); TFLM's persistent tail counts on the MCUs only."""
+    tail = totals["arena_tail_bytes"] if tgt.kind == "mcu" else 0
+    return _fits(tgt, totals["peak_sram_bytes"], totals["flash_bytes"], tail)
+
+
 def analyze(
     model: nn.Module | Graph,
     input_shape: Shape | Sequence[Shape] | None = None,
@@ -214,163 +472,36 @@ def analyze(
     QUANTIZE first and a DEQUANTIZE last, whose buffers the arena holds). ``per_channel_dense`` says the linear
     layers' weights are quantized per output channel (as TFLiteConverter wrote them in issue 9), which costs TFLM's
     persistent tail a multiplier and a shift per channel; ``False`` for per-tensor ones.
+
+    The stages, in order: ``prepare`` (options) -> ``graph_of`` (capture) -> ``fuse`` -> ``price`` (each layer by
+    ``price_layer``) -> ``plan`` (arena head and tail) -> ``totals_of`` -> ``verdict``.
     """
-    tgt = load(target)
-    w_bits = check_bits(bits, "weight bits")
-    a_bits = check_bits(act_bits if act_bits is not None else bits, "activation bits")
-    for tool in count_like:
-        if tool not in TOOLS:
-            raise UserError(f"--count-like {tool!r}: valid tools are {', '.join(TOOLS)}")
-    if io not in IO_KINDS:
-        raise UserError(f"io must be {' or '.join(map(repr, IO_KINDS))}, got {io!r}")
-    if energy_model not in (None, "traffic", "opal"):
-        raise UserError(f"energy model must be 'traffic' or 'opal', got {energy_model!r}")
-    for wb, ab in (layer_bits or {}).values():
-        check_bits(wb, "weight bits")
-        check_bits(ab, "activation bits")
-    arith_of = dict(layer_arith or {})
-    for where, kind in arith_of.items():
-        if kind not in ARITH_KINDS:
-            raise UserError(f"layer {where!r}: unknown arithmetic {kind!r}; valid: {', '.join(ARITH_KINDS)}")
-    if isinstance(model, Graph):
-        graph = model
-    else:
-        if input_shape is None:
-            raise UserError("an input shape is needed to analyze a model, e.g. (1, 3, 32, 32)")
-        graph = capture(model, input_shape, name=name)
-
-    unpriced = [f"{layer.name} ({layer.module or 'top level'}: {layer.target})" for layer in graph.unpriced()]
-    if strict and unpriced:
-        raise UserError(f"--strict: no pricing rule for {len(unpriced)} op(s): {'; '.join(unpriced)}")
-
-    per_layer = layer_bits or {}
-    fused = fused_layers(graph)
-    by_name = {layer.name: layer for layer in graph.layers}
-    bn_hosts = {host for name, host in fused.items() if by_name[name].op == "batchnorm"}
-    # a conv that absorbed a zero pad reads the unpadded tensor (its padded taps are skipped, never loaded)
-    unpadded = {host: by_name[name].activation_input_numel for name, host in fused.items() if by_name[name].op == "pad"}
-    # a graph input named in buffer_bits (or layer_bits) is stored at that activation width
-    stored = dict(buffer_bits or {})
-    act_bits_of = {name: stored.get(name, per_layer[name][1] if name in per_layer else a_bits)
-                   for name in graph.input_names if name in stored or name in per_layer}
-    # with buffer_bits, the width each tensor is stored at: a layer without its own entry (a pool, a pad, a view)
-    # reads its input at that width; views and fused layers pass their source's width on
-    stored_width = {name: stored.get(name, a_bits) for name in graph.input_names}
-    layers: list[LayerCost] = []
-    for layer in graph.layers:
-        source_width = next((stored_width[i] for i in layer.inputs if i in stored_width), a_bits)
-        own = per_layer.get(layer.name) or per_layer.get(layer.module)
-        wb, ab = _layer_bits(layer, w_bits, a_bits, per_layer)
-        if buffer_bits is not None and own is None:
-            ab = source_width
-        counts = metrics.nonzero_counts(layer)
-        if layer.name in fused or layer.op in ALIAS_KINDS:
-            stored_width[layer.name] = source_width
-        if layer.name in fused or layer.attrs.get("constant") or layer.attrs.get("dead"):
-            # folded into its host, a constant the converter precomputes, or a result nothing uses (the
-            # converter drops it): parameters count, nothing else
-            host = fused.get(layer.name, "constant" if layer.attrs.get("constant") else "dead")
-            layers.append(_fused_cost(layer, host, wb, ab, sum(counts[k] for k in layer.weights)))
-            continue
-        out_bits = ab if buffer_bits is None else stored.get(layer.name, a_bits)
-        if layer.op in ALIAS_KINDS:
-            out_bits = source_width if buffer_bits is not None else out_bits
-        stored_width.setdefault(layer.name, out_bits)
-        act_bits_of[layer.name] = out_bits
-        m, ops = metrics.macs(layer), metrics.other_ops(layer)
-        nz = metrics.nz_macs(layer, counts)
-        executed = nz if tgt.compute.skip_zeros else m  # what the hardware actually multiplies
-        in_reads = unpadded.get(layer.name)
-        t = traffic(layer, tgt, wb, ab, executed, nonzero_counts=counts if tgt.compute.skip_zeros else None,
-                    out_bits=out_bits, reads=in_reads)
-        arith = arith_of.get(layer.name) or arith_of.get(layer.module) or "mul"
-        energy = layer_energy(layer, tgt, wb, ab, model=energy_model, mac_count=executed, ops=ops, moved=t,
-                              arith=arith, reads=in_reads)
-        timing = layer_timing(layer, tgt, wb, ab, executed, t, ops)
-        reads, writes = metrics.act_elements(layer, in_reads)
-        layers.append(
-            LayerCost(
-                name=layer.name,
-                op=layer.op,
-                target=layer.target,
-                module=layer.module,
-                input_shape=list(layer.input_shape),
-                output_shape=list(layer.output_shape),
-                macs=m,
-                nz_macs=nz,
-                params=layer.params,
-                nz_params=sum(counts[k] for k in layer.weights),
-                other_ops=ops,
-                bops=m * wb * ab,
-                weight_bytes=metrics.weight_bytes(layer, wb),
-                act_bytes=math.ceil((reads * ab + writes * out_bits) / 8),
-                flash_bytes=metrics.flash_bytes(layer, wb) + _folded_bias_bytes(layer, bn_hosts, wb),
-                energy_pj=sum(energy.values()),
-                energy_breakdown_pj=energy,
-                latency_s=timing.seconds(tgt),
-                cycles=timing.cycles,
-                bound=timing.bound,
-                arith_intensity=metrics.arith_intensity(layer),
-                normalized_arith_intensity=0.0,  # set below, once the highest AI is known
-                w_bits=wb,
-                a_bits=ab,
-                arith=arith,
-                utilization=timing.utilization,
-                energy_pj_by_level={k: v for k, v in energy.items() if k != "compute"} if tgt.array else None,
-            )
-        )
-
-    top_ai = max((lc.arith_intensity for lc in layers), default=0.0)
-    for lc in layers:
-        lc.normalized_arith_intensity = lc.arith_intensity / top_ai if top_ai else 0.0
-    arena = plan_activations(graph, a_bits, fused, act_bits_of, io=io)
-    peak = arena.peak_bytes()
-    tail = persistent_tail_bytes(tail_counts(graph, fused, io=io, act_bits=a_bits, per_channel_dense=per_channel_dense))
-    flash = sum(lc.flash_bytes for lc in layers)
-    breakdown: dict[str, float] = {}
-    for lc in layers:
-        for key, value in lc.energy_breakdown_pj.items():
-            breakdown[key] = breakdown.get(key, 0.0) + value
-    totals: dict[str, Any] = {
-        "macs": sum(lc.macs for lc in layers),
-        "params": graph.total_params,
-        # parameters no layer uses (an unused head) still count, as in ``params``
-        "nz_params": sum(lc.nz_params for lc in layers) + sum(metrics.count_nonzero(p) for p in graph.unowned),
-        "nz_macs": sum(lc.nz_macs for lc in layers),
-        "bops": sum(lc.bops for lc in layers),
-        "weight_bytes": sum(lc.weight_bytes for lc in layers),
-        "peak_sram_bytes": peak,
-        # TFLM's persistent arena beside the planned head: tensor and node structs, op data, per-channel params
-        "arena_tail_bytes": tail,
-        "flash_bytes": flash,
-        "energy_pj": sum(lc.energy_pj for lc in layers),
-        "latency_s": sum(lc.latency_s for lc in layers),
-        # beyond the contract: what the headline numbers are made of
-        "other_ops": sum(lc.other_ops for lc in layers),
-        "act_lower_bound_bytes": arena.lower_bound_bytes(),
-        "energy_breakdown_pj": breakdown,
-        "cycles": sum(lc.cycles for lc in layers),
-    }
-    if tgt.array is not None:  # SCALE-Sim's overall utilization: all MACs / (all cycles x PEs)
-        executed_macs = totals["nz_macs"] if tgt.compute.skip_zeros else totals["macs"]
-        totals["utilization"] = executed_macs / (totals["cycles"] * tgt.array.pes) if totals["cycles"] else 0.0
-    violations = _fits(tgt, peak, flash, tail if tgt.kind == "mcu" else 0)  # TFLM runs on the MCUs
-    counts: dict[str, int] = {}
-    if count_like:
-        counts = {tool: count_like_tool(graph, tool) for tool in count_like}
+    opts = prepare(target, bits=bits, act_bits=act_bits, layer_bits=layer_bits, layer_arith=layer_arith,
+                   buffer_bits=buffer_bits, energy_model=energy_model, strict=strict, count_like=count_like, io=io,
+                   per_channel_dense=per_channel_dense)
+    graph = graph_of(model, input_shape, name)
+    unpriced = unpriced_ops(graph, opts.strict)
+    fusion = fuse(graph)
+    widths = layer_widths(graph, opts, fusion)
+    layers = price(graph, opts, fusion, widths)
+    arena, tail = plan(graph, opts, fusion, act_widths(graph, opts, fusion, widths))
+    totals = totals_of(layers, opts.target, params=graph.total_params,
+                       unowned_nz=sum(metrics.count_nonzero(p) for p in graph.unowned), arena=arena, tail=tail)
+    violations = verdict(opts.target, totals)
+    counts = {tool: count_like_tool(graph, tool) for tool in opts.count_like}
     return Report(
         model=graph.name,
-        target=tgt.name,
-        w_bits=w_bits,
-        a_bits=a_bits,
+        target=opts.target.name,
+        w_bits=opts.w_bits,
+        a_bits=opts.a_bits,
         layers=layers,
         totals=totals,
         fits=not violations,
         violations=violations,
         unpriced=unpriced,
-        energy_model=energy_model or tgt.energy.model,
+        energy_model=opts.energy_model or opts.target.energy.model,
         arena=arena,
         count_like=counts,
-        io=io,
+        io=opts.io,
         verdict_note=_verdict_note(unpriced),
     )
