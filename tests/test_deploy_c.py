@@ -259,3 +259,10 @@ def test_generated_c_is_bit_exact_on_cortex_m_under_qemu(core: str, tmp_path: Pa
     assert result.exit_code == 0, result.stderr
     expected = run_tflm(to_tflite(int_model), x)[0]
     assert result.stdout_bytes == expected.astype(np.int8).tobytes()
+
+
+def test_a_missing_host_compiler_is_one_line_naming_the_package(tmp_path: Path, monkeypatch) -> None:
+    project = write_c(_zoo_model("ds_cnn")[0], tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # neither make nor cc on the path
+    with pytest.raises(UserError, match=r"^make not found: the C host build needs it \(Debian package make\)$"):
+        project.build_host()

@@ -59,6 +59,9 @@ class CProject:
     def build_host(self, sanitize: bool = False) -> Path:
         """``make host`` (or ``host-sanitize``) with the host cc; the binary's path."""
         target = "host-sanitize" if sanitize else "host"
+        for tool, package in (("make", "make"), ("cc", "gcc")):
+            if shutil.which(tool) is None:  # a user's machine without a compiler: one line, not a traceback
+                raise UserError(f"{tool} not found: the C host build needs it (Debian package {package})")
         result = subprocess.run(["make", "-s", "-C", str(self.out_dir), target], capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"make {target} failed:\n{result.stdout}{result.stderr}")
