@@ -152,3 +152,14 @@ def test_a_verdict_beside_unpriced_ops_names_them(capsys):
     out = capsys.readouterr().out
     assert "FITS" in out and "the verdict ignores" in out and "lstm (lstm: LSTM)" in out
     assert analyze(zoo.get("ds_cnn"), (1, 1, 49, 10), "stm32l476").to_dict()["verdict_note"] is None
+
+
+def test_the_tail_is_shown_where_the_verdict_counts_it(capsys):
+    # TFLM runs on an MCU: its persistent tail is in the verdict and the summary; an accelerator shows neither
+    from nntailor.cli import main
+
+    assert main(["analyze", "zoo:ds_cnn", "--target", "stm32l476", "--no-layers"]) == 0
+    assert "TFLM persistent tail" in capsys.readouterr().out
+    assert main(["analyze", "zoo:ds_cnn", "--target", "eyeriss", "--no-layers"]) == 0
+    assert "TFLM persistent tail" not in capsys.readouterr().out
+    assert analyze(zoo.get("ds_cnn"), (1, 1, 49, 10), "eyeriss").to_dict()["arena_tail_in_verdict"] is False

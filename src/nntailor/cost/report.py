@@ -89,6 +89,7 @@ class Report:
     count_like: dict[str, int] = field(default_factory=dict)
     io: str = "int8"  # the model's input and output: quantized, or float32 behind QUANTIZE / DEQUANTIZE
     verdict_note: str | None = None  # what the fits verdict leaves out (unpriced ops), or None
+    tail_in_verdict: bool = True  # TFLM's persistent tail counts where TFLM runs (an MCU), not on an accelerator
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,6 +102,7 @@ class Report:
             "fits": self.fits,
             "violations": list(self.violations),
             "verdict_note": self.verdict_note,
+            "arena_tail_in_verdict": self.tail_in_verdict,
             "layers": [_without_array_keys(layer.to_dict(), self.totals) for layer in self.layers],
             "unpriced": list(self.unpriced),
         }
@@ -504,4 +506,5 @@ def analyze(
         count_like=counts,
         io=opts.io,
         verdict_note=_verdict_note(unpriced),
+        tail_in_verdict=opts.target.kind == "mcu",
     )

@@ -63,11 +63,15 @@ def render_analysis(result: dict[str, Any], console: Console, *, layers: bool = 
         ("I/O", {"float": "float32 (QUANTIZE in, DEQUANTIZE out)"}.get(result.get("io", "int8"), "int8")),
         ("peak SRAM (TFLM arena head, greedy plan)", format_bytes(totals["peak_sram_bytes"])),
         ("  live-set lower bound", format_bytes(totals["act_lower_bound_bytes"])),
-        ("TFLM persistent tail", format_bytes(totals.get("arena_tail_bytes", 0))),
-        ("  arena (head + tail)", format_bytes(totals["peak_sram_bytes"] + totals.get("arena_tail_bytes", 0))),
         (f"energy ({result['energy_model']})", format_energy(totals["energy_pj"])),
         ("latency", format_time(totals["latency_s"])),
     ]
+    if result.get("arena_tail_in_verdict", True):  # an accelerator runs no TFLM: its tail is not shown
+        at = next(i for i, (what, _) in enumerate(rows) if what == "  live-set lower bound") + 1
+        rows[at:at] = [
+            ("TFLM persistent tail", format_bytes(totals.get("arena_tail_bytes", 0))),
+            ("  arena (head + tail)", format_bytes(totals["peak_sram_bytes"] + totals.get("arena_tail_bytes", 0))),
+        ]
     for tool, count in result.get("count_like", {}).items():
         rows.append((f"as {tool} counts", f"{count:,}  ({COUNT_LIKE_NOTES.get(tool, '')})"))
     for what, value in rows:
