@@ -22,6 +22,7 @@ from nntailor.compress.quant.arith import (
     preprocess_softmax_scaling,
     quantize_multiplier,
 )
+from nntailor.cost.fusion import tf_same_padding
 from nntailor.errors import UserError
 
 # TFLite builtin ops this IR holds (kind -> what it is)
@@ -215,11 +216,10 @@ def _check_accumulator(op: IntOp, x: QTensor) -> None:
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int, int]:
-    """(output size, padding before, padding after) of TF 'same': floor(total/2) before (ComputePadding)."""
-    effective = (kernel - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max(0, (out - 1) * stride + effective - size)
-    return out, total // 2, total - total // 2
+    """(output size, padding before, padding after) of TF 'same': floor(total/2) before (ComputePadding). The
+    padding is the cost model's own (``cost.fusion.tf_same_padding``), so deploy and analyze fold pads alike."""
+    before, after = tf_same_padding(size, kernel, stride, dilation)
+    return -(-size // stride), before, after
 
 
 def valid_size(size: int, kernel: int, stride: int, dilation: int = 1) -> int:
